@@ -1,0 +1,53 @@
+"""BanditSchemaGen: emits the curated logged-interactions schema as an artifact."""
+
+from tfx import types
+from tfx.dsl.components.base import base_component, executor_spec
+from tfx.types import standard_artifacts
+from tfx.types.component_spec import ChannelParameter, ExecutionParameter
+
+from custom_components.bandit_schema_gen import executor
+
+
+class BanditSchemaGenSpec(types.ComponentSpec):
+    """Bounds of the bandit problem in, a Schema out."""
+
+    PARAMETERS = {
+        "observation_dim": ExecutionParameter(type=int),
+        "num_actions": ExecutionParameter(type=int),
+        "reward_min": ExecutionParameter(type=float),
+        "reward_max": ExecutionParameter(type=float),
+        "min_propensity": ExecutionParameter(type=float),
+    }
+    INPUTS = {}
+    OUTPUTS = {"schema": ChannelParameter(type=standard_artifacts.Schema)}
+
+
+class BanditSchemaGen(base_component.BaseComponent):
+    """Plays SchemaGen's part with a schema derived from the configuration.
+
+    Used in place of SchemaGen so that ExampleValidator checks even the first
+    batch against the bandit's real action domain, observation length, reward
+    range and propensity bounds.
+    """
+
+    SPEC_CLASS = BanditSchemaGenSpec
+    EXECUTOR_SPEC = executor_spec.ExecutorClassSpec(executor.Executor)
+
+    def __init__(
+        self,
+        observation_dim: int,
+        num_actions: int,
+        reward_min: float,
+        reward_max: float,
+        min_propensity: float,
+    ):
+        super().__init__(
+            spec=BanditSchemaGenSpec(
+                observation_dim=observation_dim,
+                num_actions=num_actions,
+                reward_min=reward_min,
+                reward_max=reward_max,
+                min_propensity=min_propensity,
+                schema=types.Channel(type=standard_artifacts.Schema),
+            )
+        )

@@ -1,0 +1,55 @@
+"""Reads logged-interaction tf.Examples of one split into NumPy columns."""
+
+import dataclasses
+import os
+
+import numpy as np
+import tensorflow as tf
+
+from tfx_pipeline import features
+
+
+@dataclasses.dataclass(frozen=True)
+class LoggedColumns:
+    """The columns the trainer and evaluator need, row-aligned."""
+
+    observations: np.ndarray
+    actions: np.ndarray
+    rewards: np.ndarray
+    propensities: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.actions)
+
+
+def read_split(split_dir: str, observation_dim: int, batch_size: int = 8192) -> LoggedColumns:
+    """Parses every gzipped TFRecord file in an ExampleGen split directory.
+
+    Raises ValueError naming the directory when it holds no examples.
+    """
+    files = tf.io.gfile.glob(os.path.join(split_dir, "*.gz"))
+    if not files:
+        raise ValueError(f"no example files (*.gz) in {split_dir}; did ExampleGen write this split?")
+    spec = {
+        features.OBSERVATION: tf.io.FixedLenFeature([observation_dim], tf.float32),
+        features.ACTION: tf.io.FixedLenFeature([], tf.int64),
+        features.REWARD: tf.io.FixedLenFeature([], tf.float32),
+        features.PROPENSITY: tf.io.FixedLenFeature([], tf.float32),
+    }
+    dataset = (
+        tf.data.TFRecordDataset(files, compression_type="GZIP")
+        .batch(batch_size)
+        .map(lambda records: tf.io.parse_example(records, spec))
+    )
+    parts = {name: [] for name in spec}
+    for batch in dataset.as_numpy_iterator():
+        for name, values in batch.items():
+            parts[name].append(values)
+    if not parts[features.ACTION]:
+        raise ValueError(f"split {split_dir} holds no examples")
+    return LoggedColumns(
+        observations=np.concatenate(parts[features.OBSERVATION]),
+        actions=np.concatenate(parts[features.ACTION]),
+        rewards=np.concatenate(parts[features.REWARD]),
+        propensities=np.concatenate(parts[features.PROPENSITY]),
+    )

@@ -1,0 +1,79 @@
+"""MovieLensGenerator: writes simulated logged interactions to BigQuery."""
+
+from tfx import types
+from tfx.dsl.components.base import base_component, executor_spec
+from tfx.types import artifact
+from tfx.types.component_spec import ChannelParameter, ExecutionParameter
+
+from custom_components.movielens_generator import executor
+
+
+class LoggedInteractions(artifact.Artifact):
+    """A batch of logged interactions in a BigQuery table."""
+
+    TYPE_NAME = "LoggedInteractions"
+    PROPERTIES = {
+        "table": artifact.Property(type=artifact.PropertyType.STRING),
+        "event_id_prefix": artifact.Property(type=artifact.PropertyType.STRING),
+        "rows_in_batch": artifact.Property(type=artifact.PropertyType.INT),
+        "rows_written": artifact.Property(type=artifact.PropertyType.INT),
+    }
+
+
+class MovieLensGeneratorSpec(types.ComponentSpec):
+    """Simulation and destination settings in, a LoggedInteractions artifact out."""
+
+    PARAMETERS = {
+        "movielens_dir": ExecutionParameter(type=str),
+        "rank_k": ExecutionParameter(type=int),
+        "num_actions": ExecutionParameter(type=int),
+        "num_events": ExecutionParameter(type=int),
+        "seed": ExecutionParameter(type=int),
+        "bigquery_project": ExecutionParameter(type=str),
+        "bigquery_dataset": ExecutionParameter(type=str),
+        "bigquery_table": ExecutionParameter(type=str),
+        "bigquery_rest_endpoint": ExecutionParameter(type=str, optional=True),
+        "bigquery_grpc_endpoint": ExecutionParameter(type=str, optional=True),
+    }
+    INPUTS = {}
+    OUTPUTS = {"logged_interactions": ChannelParameter(type=LoggedInteractions)}
+
+
+class MovieLensGenerator(base_component.BaseComponent):
+    """Runs a uniform-random logging policy on simulated MovieLens users.
+
+    Its rows land in the same table schema the serving logger writes, so the
+    training and retraining DAGs read both the same way.
+    """
+
+    SPEC_CLASS = MovieLensGeneratorSpec
+    EXECUTOR_SPEC = executor_spec.ExecutorClassSpec(executor.Executor)
+
+    def __init__(
+        self,
+        movielens_dir: str,
+        rank_k: int,
+        num_actions: int,
+        num_events: int,
+        seed: int,
+        bigquery_project: str,
+        bigquery_dataset: str,
+        bigquery_table: str,
+        bigquery_rest_endpoint: str = "",
+        bigquery_grpc_endpoint: str = "",
+    ):
+        super().__init__(
+            spec=MovieLensGeneratorSpec(
+                movielens_dir=movielens_dir,
+                rank_k=rank_k,
+                num_actions=num_actions,
+                num_events=num_events,
+                seed=seed,
+                bigquery_project=bigquery_project,
+                bigquery_dataset=bigquery_dataset,
+                bigquery_table=bigquery_table,
+                bigquery_rest_endpoint=bigquery_rest_endpoint,
+                bigquery_grpc_endpoint=bigquery_grpc_endpoint,
+                logged_interactions=types.Channel(type=LoggedInteractions),
+            )
+        )

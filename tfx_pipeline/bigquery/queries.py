@@ -1,0 +1,54 @@
+"""The SQL that ExampleGen runs over the logged-interactions table."""
+
+import datetime
+
+from tfx_pipeline import features
+
+
+class QueryConfigError(ValueError):
+    """A query setting (window or filter) is malformed."""
+
+
+def parse_timestamp(value: str, setting: str) -> datetime.datetime:
+    """Parses an ISO-8601 timestamp, naming the setting when it cannot."""
+    try:
+        parsed = datetime.datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError as e:
+        raise QueryConfigError(
+            f"{setting}={value!r} is not an ISO-8601 timestamp such as 2026-11-25T00:00:00+00:00"
+        ) from e
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=datetime.timezone.utc)
+
+
+def build_examples_query(
+    table_id: str, window_start: str = "", window_end: str = "", source: str = ""
+) -> str:
+    """SELECTs the example features of the rows in [window_start, window_end).
+
+    TIMESTAMP is not a type TFX converts to tf.Example, so event time travels
+    as microseconds since the epoch. Empty bounds leave the window open.
+    """
+    conditions = []
+    start = parse_timestamp(window_start, "ingestion.window_start") if window_start else None
+    end = parse_timestamp(window_end, "ingestion.window_end") if window_end else None
+    if start and end and start >= end:
+        raise QueryConfigError(
+            f"ingestion.window_start ({window_start}) must be before ingestion.window_end ({window_end})"
+        )
+    if start:
+        conditions.append(f"event_time >= TIMESTAMP('{start.isoformat()}')")
+    if end:
+        conditions.append(f"event_time < TIMESTAMP('{end.isoformat()}')")
+    if source:
+        if not source.replace("_", "").replace("-", "").isalnum():
+            raise QueryConfigError(
+                f"ingestion.source={source!r} must be letters, digits, _ or - (e.g. generator)"
+            )
+        conditions.append(f"source = '{source}'")
+    where = " AND ".join(conditions) or "TRUE"
+    return (
+        f"SELECT {features.USER_ID}, {features.OBSERVATION}, {features.ACTION}, "
+        f"{features.REWARD}, {features.PROPENSITY}, "
+        f"UNIX_MICROS(event_time) AS {features.EVENT_TIME_US} "
+        f"FROM `{table_id}` WHERE {where}"
+    )

@@ -1,0 +1,95 @@
+"""The logged-interactions table: its schema, idempotent creation and inserts.
+
+The schema is flat on purpose: TFX's BigQueryExampleGen converts only INTEGER,
+FLOAT, STRING and BOOLEAN columns (scalar or REPEATED), so no RECORDs.
+"""
+
+from typing import Iterable, List, Sequence, Set
+
+from google.cloud import bigquery
+
+LOGGED_INTERACTIONS_SCHEMA = (
+    bigquery.SchemaField("event_id", "STRING", mode="REQUIRED"),
+    bigquery.SchemaField("event_time", "TIMESTAMP", mode="REQUIRED"),
+    bigquery.SchemaField("user_id", "INT64"),
+    bigquery.SchemaField("observation", "FLOAT64", mode="REPEATED"),
+    bigquery.SchemaField("action", "INT64"),
+    bigquery.SchemaField("reward", "FLOAT64"),
+    bigquery.SchemaField("propensity", "FLOAT64"),
+    bigquery.SchemaField("policy_id", "STRING"),
+    bigquery.SchemaField("source", "STRING"),
+)
+
+_TYPE_ALIASES = {"INTEGER": "INT64", "FLOAT": "FLOAT64", "BOOLEAN": "BOOL"}
+INSERT_CHUNK_ROWS = 10_000
+
+
+class TableSchemaError(RuntimeError):
+    """An existing table does not have the columns this project writes."""
+
+
+def ensure_table(
+    client: bigquery.Client,
+    dataset: str,
+    table: str,
+    schema: Sequence[bigquery.SchemaField] = LOGGED_INTERACTIONS_SCHEMA,
+) -> str:
+    """Creates dataset and table if missing and checks an existing table's columns.
+
+    Returns the fully qualified table id.
+    """
+    client.create_dataset(bigquery.Dataset(f"{client.project}.{dataset}"), exists_ok=True)
+    table_id = f"{client.project}.{dataset}.{table}"
+    existing = client.create_table(bigquery.Table(table_id, schema=list(schema)), exists_ok=True)
+    want = {f.name: _normalise(f) for f in schema}
+    have = {f.name: _normalise(f) for f in existing.schema}
+    missing = {name: kind for name, kind in want.items() if have.get(name) != kind}
+    if missing:
+        raise TableSchemaError(
+            f"table {table_id} exists but lacks or mistypes columns {missing} "
+            f"(it has {have}); drop it or point bigquery.table at a new table"
+        )
+    return table_id
+
+
+def existing_event_ids(client: bigquery.Client, table_id: str, prefix: str) -> Set[str]:
+    """Event ids already in the table that start with `prefix`."""
+    job = client.query(
+        f"SELECT event_id FROM `{table_id}` WHERE STARTS_WITH(event_id, @prefix)",
+        job_config=bigquery.QueryJobConfig(
+            query_parameters=[bigquery.ScalarQueryParameter("prefix", "STRING", prefix)]
+        ),
+    )
+    return {row["event_id"] for row in job.result()}
+
+
+def insert_rows(client: bigquery.Client, table_id: str, rows: Iterable[dict]) -> int:
+    """Streams rows in chunks, with event_id as insertId so retries deduplicate.
+
+    Raises RuntimeError with BigQuery's per-row errors if any row is refused.
+    """
+    written = 0
+    chunk: List[dict] = []
+    for row in rows:
+        chunk.append(row)
+        if len(chunk) == INSERT_CHUNK_ROWS:
+            written += _insert_chunk(client, table_id, chunk)
+            chunk = []
+    if chunk:
+        written += _insert_chunk(client, table_id, chunk)
+    return written
+
+
+def _insert_chunk(client: bigquery.Client, table_id: str, chunk: List[dict]) -> int:
+    errors = client.insert_rows_json(
+        table_id, chunk, row_ids=[row["event_id"] for row in chunk]
+    )
+    if errors:
+        raise RuntimeError(f"BigQuery refused {len(errors)} rows of {table_id}; first: {errors[0]}")
+    return len(chunk)
+
+
+def _normalise(field: bigquery.SchemaField) -> tuple:
+    kind = field.field_type.upper()
+    repeated = (field.mode or "").upper() == "REPEATED"
+    return (_TYPE_ALIASES.get(kind, kind), "REPEATED" if repeated else "SCALAR")

@@ -1,0 +1,272 @@
+"""All settings of the pipeline in one typed place.
+
+Every section has defaults that run locally with no editing. A JSON file can
+override any field (`mlbandits --config my.json ...`); unknown keys, wrong
+types and out-of-range values are rejected with a message that names the
+setting, so a typo never silently falls back to a default.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import pathlib
+import types
+import typing
+from typing import Any, Mapping, Optional
+
+REPO_ROOT = pathlib.Path(__file__).resolve().parent.parent
+
+
+class ConfigError(ValueError):
+    """A setting is missing, unknown or has an invalid value."""
+
+
+@dataclasses.dataclass(frozen=True)
+class MovieLensConfig:
+    """Where the data lives and how the bandit problem is cut from it."""
+
+    data_dir: str = ""
+    rank_k: int = 20
+    num_actions: int = 20
+
+    def validate(self) -> None:
+        _require(self.rank_k >= 1, "movielens.rank_k", "must be >= 1")
+        _require(
+            1 <= self.num_actions <= 1682,
+            "movielens.num_actions",
+            "must be between 1 and 1682 (the movies in MovieLens 100K)",
+        )
+
+
+@dataclasses.dataclass(frozen=True)
+class BigQueryConfig:
+    """The logged-interactions table and, locally, the emulator in front of it."""
+
+    project: str = "local-proj"
+    dataset: str = "mlbandits"
+    table: str = "logged_interactions"
+    scratch_dataset: str = "mlbandits_scratch"
+    use_emulator: bool = True
+    emulator_data_dir: str = ""
+
+    @property
+    def table_ref(self) -> str:
+        return f"{self.project}.{self.dataset}.{self.table}"
+
+    def validate(self) -> None:
+        for field in ("project", "dataset", "table", "scratch_dataset"):
+            value = getattr(self, field)
+            _require(
+                bool(value) and all(c.isalnum() or c in "_-" for c in value),
+                f"bigquery.{field}",
+                f"{value!r} must be a non-empty BigQuery name (letters, digits, _ or -)",
+            )
+        _require(
+            self.scratch_dataset != self.dataset,
+            "bigquery.scratch_dataset",
+            "must differ from bigquery.dataset: scratch tables are dropped after reads",
+        )
+
+
+@dataclasses.dataclass(frozen=True)
+class GeneratorConfig:
+    """How many logged interactions the Generator simulates, and with which seed.
+
+    Event ids are derived from the seed, so rerunning with the same seed adds
+    nothing new; a new seed appends a new batch of events.
+    """
+
+    num_events: int = 100_000
+    seed: int = 42
+
+    def validate(self) -> None:
+        _require(self.num_events >= 1, "generator.num_events", "must be >= 1")
+        _require(self.seed >= 0, "generator.seed", "must be >= 0")
+
+
+@dataclasses.dataclass(frozen=True)
+class IngestionConfig:
+    """Which logged rows are read for training and how they are split."""
+
+    window_start: str = ""
+    window_end: str = ""
+    source: str = ""
+    train_buckets: int = 4
+    eval_buckets: int = 1
+
+    def validate(self) -> None:
+        _require(self.train_buckets >= 1, "ingestion.train_buckets", "must be >= 1")
+        _require(self.eval_buckets >= 1, "ingestion.eval_buckets", "must be >= 1")
+
+
+@dataclasses.dataclass(frozen=True)
+class ValidationConfig:
+    """Bounds of the curated schema that ExampleValidator enforces."""
+
+    reward_min: float = -5.0
+    reward_max: float = 10.0
+    min_propensity: float = 1e-6
+
+    def validate(self) -> None:
+        _require(
+            math.isfinite(self.reward_min)
+            and math.isfinite(self.reward_max)
+            and self.reward_min < self.reward_max,
+            "validation.reward_min/reward_max",
+            "must be finite with reward_min < reward_max",
+        )
+        _require(
+            0.0 < self.min_propensity <= 1.0,
+            "validation.min_propensity",
+            "must be in (0, 1]",
+        )
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainerConfig:
+    """The TF-Agents agent and its hyper-parameters."""
+
+    agent: str = "LinUCB"
+    alpha: float = 1.0
+    tikhonov_weight: float = 1.0
+
+    def validate(self) -> None:
+        _require(
+            self.agent in ("LinUCB",),
+            "trainer.agent",
+            f"{self.agent!r} is not supported; choose LinUCB",
+        )
+        _require(self.alpha >= 0.0, "trainer.alpha", "must be >= 0")
+        _require(self.tikhonov_weight > 0.0, "trainer.tikhonov_weight", "must be > 0")
+
+
+@dataclasses.dataclass(frozen=True)
+class LocalRunConfig:
+    """Where a local run keeps its pipeline root, metadata and pushed policies."""
+
+    root: str = ""
+
+    @property
+    def root_dir(self) -> pathlib.Path:
+        return pathlib.Path(self.root) if self.root else REPO_ROOT / "runs"
+
+    @property
+    def pipeline_root(self) -> pathlib.Path:
+        return self.root_dir / "pipeline_root"
+
+    @property
+    def metadata_path(self) -> pathlib.Path:
+        return self.root_dir / "metadata.sqlite"
+
+    @property
+    def serving_model_dir(self) -> pathlib.Path:
+        return self.root_dir / "serving_model"
+
+    def validate(self) -> None:
+        return None
+
+
+@dataclasses.dataclass(frozen=True)
+class PipelineConfig:
+    """The whole configuration: one section per concern."""
+
+    pipeline_name: str = "movielens-bandits"
+    movielens: MovieLensConfig = dataclasses.field(default_factory=MovieLensConfig)
+    bigquery: BigQueryConfig = dataclasses.field(default_factory=BigQueryConfig)
+    generator: GeneratorConfig = dataclasses.field(default_factory=GeneratorConfig)
+    ingestion: IngestionConfig = dataclasses.field(default_factory=IngestionConfig)
+    validation: ValidationConfig = dataclasses.field(default_factory=ValidationConfig)
+    trainer: TrainerConfig = dataclasses.field(default_factory=TrainerConfig)
+    local: LocalRunConfig = dataclasses.field(default_factory=LocalRunConfig)
+
+    def validate(self) -> "PipelineConfig":
+        _require(
+            bool(self.pipeline_name)
+            and all(c.isalnum() or c in "-_" for c in self.pipeline_name),
+            "pipeline_name",
+            "must be non-empty letters, digits, - or _",
+        )
+        for field in dataclasses.fields(self):
+            section = getattr(self, field.name)
+            if dataclasses.is_dataclass(section):
+                section.validate()
+        return self
+
+    def replace(self, **sections: Mapping[str, Any]) -> "PipelineConfig":
+        """Returns a copy with some fields of some sections overridden."""
+        return _from_mapping(type(self), _merge(dataclasses.asdict(self), sections), "")
+
+
+def load_config(path: Optional[str] = None) -> PipelineConfig:
+    """Reads a JSON config file over the defaults; no path gives the defaults."""
+    if not path:
+        return PipelineConfig().validate()
+    file = pathlib.Path(path)
+    try:
+        raw = json.loads(file.read_text())
+    except FileNotFoundError as e:
+        raise ConfigError(f"config file {file} does not exist; pass an existing JSON file") from e
+    except json.JSONDecodeError as e:
+        raise ConfigError(
+            f"config file {file} is not valid JSON (line {e.lineno}, column {e.colno}): {e.msg}"
+        ) from e
+    if not isinstance(raw, dict):
+        raise ConfigError(f"config file {file} must hold a JSON object at the top level")
+    return _from_mapping(PipelineConfig, raw, "").validate()
+
+
+def _require(condition: bool, setting: str, message: str) -> None:
+    if not condition:
+        raise ConfigError(f"invalid setting {setting}: {message}")
+
+
+def _merge(base: dict, override: Mapping[str, Any]) -> dict:
+    merged = dict(base)
+    for key, value in override.items():
+        if isinstance(value, Mapping) and isinstance(merged.get(key), dict):
+            merged[key] = _merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def _from_mapping(cls: type, raw: Mapping[str, Any], prefix: str) -> Any:
+    """Builds dataclass `cls` from `raw`, checking every key and type."""
+    hints = typing.get_type_hints(cls)
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(raw) - known)
+    if unknown:
+        raise ConfigError(
+            f"unknown setting {prefix}{unknown[0]}; known settings here: {', '.join(sorted(known))}"
+        )
+    values = {}
+    for name, value in raw.items():
+        setting = f"{prefix}{name}"
+        hint = hints[name]
+        if dataclasses.is_dataclass(hint):
+            if not isinstance(value, Mapping):
+                raise ConfigError(f"invalid setting {setting}: must be an object")
+            values[name] = _from_mapping(hint, value, f"{setting}.")
+        else:
+            values[name] = _coerce(value, hint, setting)
+    return cls(**values)
+
+
+def _coerce(value: Any, hint: Any, setting: str) -> Any:
+    is_union = typing.get_origin(hint) in (typing.Union, types.UnionType)
+    allowed = typing.get_args(hint) if is_union else (hint,)
+    if value is None and type(None) in allowed:
+        return None
+    for kind in allowed:
+        if kind is bool and isinstance(value, bool):
+            return value
+        if kind is int and isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if kind is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        if kind is str and isinstance(value, str):
+            return value
+    names = " or ".join(getattr(k, "__name__", str(k)) for k in allowed)
+    raise ConfigError(f"invalid setting {setting}: {value!r} is not of type {names}")

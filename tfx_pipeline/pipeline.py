@@ -1,0 +1,131 @@
+"""The one pipeline definition shared by the local and the Vertex runner.
+
+Everything that depends on where the pipeline runs (BigQuery endpoints, Beam
+arguments, metadata store, push destination) arrives as an argument, so the
+runners stay a screen long and the DAG is the same everywhere.
+"""
+
+from typing import List, Optional
+
+from ml_metadata.proto import metadata_store_pb2
+from tfx import v1 as tfx
+from tfx.dsl.components.base import executor_spec
+from tfx.extensions.google_cloud_big_query.example_gen.component import BigQueryExampleGen
+
+from custom_components.bandit_schema_gen.component import BanditSchemaGen
+from custom_components.bandit_trainer.component import BanditTrainer
+from custom_components.emulator_example_gen import executor as emulator_executor
+from custom_components.movielens_generator.component import MovieLensGenerator
+from tfx_pipeline.bigquery.clients import BigQueryEndpoints
+from tfx_pipeline.bigquery.queries import build_examples_query
+from tfx_pipeline.config import PipelineConfig
+
+TRAINING_SUFFIX = "train"
+RETRAINING_SUFFIX = "retrain"
+
+
+def pipeline_name(config: PipelineConfig, retraining: bool) -> str:
+    """Training and retraining are two pipelines sharing one metadata store."""
+    return f"{config.pipeline_name}-{RETRAINING_SUFFIX if retraining else TRAINING_SUFFIX}"
+
+
+def create_pipeline(
+    config: PipelineConfig,
+    pipeline_root: str,
+    push_base_directory: str,
+    endpoints: BigQueryEndpoints,
+    retraining: bool = False,
+    metadata_connection_config: Optional[metadata_store_pb2.ConnectionConfig] = None,
+    beam_pipeline_args: Optional[List[str]] = None,
+) -> tfx.dsl.Pipeline:
+    """Builds the training DAG, or with `retraining` the same DAG minus the Generator.
+
+    Args:
+      config: the validated configuration.
+      pipeline_root: where component outputs are written.
+      push_base_directory: Pusher writes versioned policies below it.
+      endpoints: BigQuery endpoints; emulator endpoints switch ExampleGen to
+        the emulator-safe executor, real ones keep the stock executor.
+      retraining: read logged data without generating any first.
+      metadata_connection_config: MLMD store (None lets the runner choose).
+      beam_pipeline_args: arguments for Beam-powered components.
+    """
+    components = []
+    bq = config.bigquery
+    if not retraining:
+        generator = MovieLensGenerator(
+            movielens_dir=config.movielens.data_dir,
+            rank_k=config.movielens.rank_k,
+            num_actions=config.movielens.num_actions,
+            num_events=config.generator.num_events,
+            seed=config.generator.seed,
+            bigquery_project=endpoints.project,
+            bigquery_dataset=bq.dataset,
+            bigquery_table=bq.table,
+            bigquery_rest_endpoint=endpoints.rest_endpoint or "",
+            bigquery_grpc_endpoint=endpoints.grpc_endpoint or "",
+        )
+        components.append(generator)
+
+    table_id = f"{endpoints.project}.{bq.dataset}.{bq.table}"
+    ingestion = config.ingestion
+    example_gen = BigQueryExampleGen(
+        query=build_examples_query(
+            table_id, ingestion.window_start, ingestion.window_end, ingestion.source
+        ),
+        output_config=tfx.proto.Output(
+            split_config=tfx.proto.SplitConfig(
+                splits=[
+                    tfx.proto.SplitConfig.Split(name="train", hash_buckets=ingestion.train_buckets),
+                    tfx.proto.SplitConfig.Split(name="eval", hash_buckets=ingestion.eval_buckets),
+                ]
+            )
+        ),
+        **_emulator_executor_args(endpoints, bq.scratch_dataset),
+    )
+    if not retraining:
+        example_gen.add_upstream_node(generator)
+    statistics_gen = tfx.components.StatisticsGen(examples=example_gen.outputs["examples"])
+    schema_gen = BanditSchemaGen(
+        observation_dim=config.movielens.rank_k,
+        num_actions=config.movielens.num_actions,
+        reward_min=config.validation.reward_min,
+        reward_max=config.validation.reward_max,
+        min_propensity=config.validation.min_propensity,
+    )
+    example_validator = tfx.components.ExampleValidator(
+        statistics=statistics_gen.outputs["statistics"], schema=schema_gen.outputs["schema"]
+    )
+    trainer = BanditTrainer(
+        examples=example_gen.outputs["examples"],
+        example_anomalies=example_validator.outputs["anomalies"],
+        observation_dim=config.movielens.rank_k,
+        num_actions=config.movielens.num_actions,
+        agent=config.trainer.agent,
+        alpha=config.trainer.alpha,
+        tikhonov_weight=config.trainer.tikhonov_weight,
+    )
+    pusher = tfx.components.Pusher(
+        model=trainer.outputs["model"],
+        push_destination=tfx.proto.PushDestination(
+            filesystem=tfx.proto.PushDestination.Filesystem(base_directory=push_base_directory)
+        ),
+    )
+    components += [example_gen, statistics_gen, schema_gen, example_validator, trainer, pusher]
+    return tfx.dsl.Pipeline(
+        pipeline_name=pipeline_name(config, retraining),
+        pipeline_root=pipeline_root,
+        components=components,
+        enable_cache=False,
+        metadata_connection_config=metadata_connection_config,
+        beam_pipeline_args=beam_pipeline_args or [],
+    )
+
+
+def _emulator_executor_args(endpoints: BigQueryEndpoints, scratch_dataset: str) -> dict:
+    if not endpoints.is_emulator:
+        return {}
+    return {
+        "custom_executor_spec": executor_spec.BeamExecutorSpec(emulator_executor.Executor),
+        "custom_config": emulator_executor.emulator_custom_config(endpoints, scratch_dataset),
+    }
