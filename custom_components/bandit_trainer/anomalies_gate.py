@@ -29,12 +29,17 @@ def describe_anomalies(anomalies: anomalies_pb2.Anomalies) -> List[str]:
     return lines
 
 
+def load_anomalies(anomalies_uri: str, split: str) -> anomalies_pb2.Anomalies:
+    """The Anomalies proto ExampleValidator wrote for one split."""
+    return anomalies_util.load_anomalies_binary(
+        os.path.join(anomalies_uri, f"Split-{split}", DEFAULT_FILE_NAME)
+    )
+
+
 def read_split_anomalies(example_anomalies: artifact.Artifact) -> Dict[str, anomalies_pb2.Anomalies]:
     """The Anomalies proto of each split an ExampleAnomalies artifact holds."""
     return {
-        split: anomalies_util.load_anomalies_binary(
-            os.path.join(example_anomalies.uri, f"Split-{split}", DEFAULT_FILE_NAME)
-        )
+        split: load_anomalies(example_anomalies.uri, split)
         for split in artifact_utils.decode_split_names(example_anomalies.split_names)
     }
 

@@ -1,0 +1,160 @@
+"""`mlbandits`: run the pipelines and the local BigQuery emulator from the shell."""
+
+import argparse
+import sys
+import time
+from typing import List, Optional
+
+from tfx_pipeline import config as config_lib
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} must be at least 1")
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be 0 or more")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="mlbandits",
+        description="TFX pipelines for a TF-Agents MovieLens contextual bandit.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def pipeline_command(name: str, help_text: str) -> argparse.ArgumentParser:
+        sub = commands.add_parser(name, help=help_text, description=help_text)
+        sub.add_argument("--config", help="JSON file overriding the defaults (see README)")
+        sub.add_argument("--root", help="directory for pipeline outputs, MLMD and pushed policies")
+        sub.add_argument("--movielens-dir", help="directory holding MovieLens 100K's u.data")
+        return sub
+
+    train = pipeline_command(
+        "train", "Run the training DAG (Generator to Pusher) locally and print a summary."
+    )
+    train.add_argument("--num-events", type=_positive_int, help="logged events to simulate")
+    train.add_argument("--seed", type=_non_negative_int, help="seed of the simulated batch")
+    pipeline_command(
+        "retrain", "Run the retraining DAG (no Generator) over the logged data locally."
+    )
+
+    emulator = commands.add_parser(
+        "emulator",
+        help="Run the local BigQuery emulator in the foreground until Ctrl-C.",
+        description="Run the local BigQuery emulator in the foreground until Ctrl-C.",
+    )
+    emulator.add_argument("--data-dir", help="persist tables in this directory")
+    emulator.add_argument("--project", default="local-proj", help="BigQuery project id")
+    return parser
+
+
+def load_cli_config(args: argparse.Namespace) -> config_lib.PipelineConfig:
+    """The config file (or defaults) with the command-line overrides applied."""
+    config = config_lib.load_config(args.config)
+    overrides: dict = {}
+    if args.root:
+        overrides["local"] = {"root": args.root}
+    if args.movielens_dir:
+        overrides["movielens"] = {"data_dir": args.movielens_dir}
+    generator = {
+        key: value
+        for key, value in (
+            ("num_events", getattr(args, "num_events", None)),
+            ("seed", getattr(args, "seed", None)),
+        )
+        if value is not None
+    }
+    if generator:
+        overrides["generator"] = generator
+    return config.replace(**overrides).validate() if overrides else config
+
+
+def run_pipeline_command(config: config_lib.PipelineConfig, retraining: bool) -> int:
+    """Runs one DAG and prints what it produced."""
+    from tfx_pipeline import local_runner, pipeline, policy_report, run_summary
+    from simulation.bandit_loader import load_movielens_bandit
+
+    started = time.perf_counter()
+    failure: Optional[BaseException] = None
+    with local_runner.bigquery_endpoints(config) as endpoints:
+        try:
+            local_runner.run_pipeline(config, endpoints, retraining=retraining)
+        except Exception as e:  # the summary below still reports how far it got
+            failure = e
+    elapsed = time.perf_counter() - started
+    summary = run_summary.summarize_latest_run(
+        run_summary.open_store(str(config.local.metadata_path)),
+        pipeline.pipeline_name(config, retraining),
+    )
+    print(f"\nRun {summary.run_id} ({elapsed:.1f} s)")
+    if summary.rows_generated is not None:
+        print(f"  rows generated      : {summary.rows_generated}")
+    for split, rows in summary.rows_per_split.items():
+        print(f"  rows ingested {split:<6}: {rows}")
+    print(f"  anomalies           : {'none' if not summary.anomalies else len(summary.anomalies)}")
+    for line in summary.anomalies:
+        print(f"    {line}")
+    if summary.training_seconds is not None:
+        print(f"  training time       : {summary.training_seconds:.2f} s")
+    if failure is not None:
+        print(f"\nThe run stopped: {failure}", file=sys.stderr)
+        return 1
+    if summary.pushed_destination:
+        bandit = load_movielens_bandit(
+            config.movielens.data_dir, config.movielens.rank_k, config.movielens.num_actions
+        )
+        values = policy_report.evaluate_saved_policy(bandit, summary.pushed_destination)
+        print(f"  pushed policy       : {summary.pushed_destination}")
+        print("  average reward on the simulator (exact, all users):")
+        print(f"    trained policy    : {values.policy:.4f} ({values.fraction_of_oracle:.1%} of oracle)")
+        print(f"    uniform random    : {values.uniform_random:.4f}")
+        print(f"    oracle            : {values.oracle:.4f}")
+    return 0
+
+
+def run_emulator_command(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from tfx_pipeline.bigquery.emulator import BigQueryEmulator
+
+    emulator = BigQueryEmulator(
+        project=args.project, data_dir=Path(args.data_dir) if args.data_dir else None
+    )
+    with emulator:
+        print(f"BigQuery emulator: REST {emulator.rest_endpoint}, gRPC {emulator.grpc_endpoint}")
+        print("Press Ctrl-C to stop.")
+        try:
+            while True:
+                time.sleep(3600)
+        except KeyboardInterrupt:
+            pass
+    return 0
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        if args.command == "emulator":
+            return run_emulator_command(args)
+        config = load_cli_config(args)
+        return run_pipeline_command(config, retraining=args.command == "retrain")
+    except config_lib.ConfigError as e:
+        print(f"mlbandits: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,111 @@
+"""What the latest run of a pipeline produced, read back from ML Metadata."""
+
+import dataclasses
+import os
+from typing import Dict, List, Optional
+
+from ml_metadata import metadata_store
+from ml_metadata.proto import metadata_store_pb2
+from tensorflow_data_validation.utils import stats_util
+from tfx.components.statistics_gen.executor import DEFAULT_FILE_NAME as STATS_FILE_NAME
+from tfx.types import artifact_utils
+
+from custom_components.bandit_trainer import anomalies_gate
+
+
+@dataclasses.dataclass(frozen=True)
+class RunSummary:
+    """The facts a user wants after a run, each from its artifact."""
+
+    run_id: str
+    rows_generated: Optional[int]
+    rows_per_split: Dict[str, int]
+    anomalies: List[str]
+    training_seconds: Optional[float]
+    pushed_destination: Optional[str]
+
+
+class MetadataNotFoundError(LookupError):
+    """The store holds no run of the requested pipeline."""
+
+
+def open_store(sqlite_path: str) -> metadata_store.MetadataStore:
+    """Opens an existing SQLite MLMD store read-write (MLMD has no read-only mode)."""
+    if not os.path.exists(sqlite_path):
+        raise MetadataNotFoundError(f"no ML Metadata store at {sqlite_path}; run the pipeline first")
+    config = metadata_store_pb2.ConnectionConfig()
+    config.sqlite.filename_uri = sqlite_path
+    config.sqlite.connection_mode = metadata_store_pb2.SqliteMetadataSourceConfig.READWRITE
+    return metadata_store.MetadataStore(config)
+
+
+def latest_run_artifacts(
+    store: metadata_store.MetadataStore, pipeline_name: str
+) -> tuple[str, Dict[str, List[metadata_store_pb2.Artifact]]]:
+    """(run id, artifacts of the latest run grouped by type name)."""
+    pipeline = store.get_context_by_type_and_name("pipeline", pipeline_name)
+    if pipeline is None:
+        raise MetadataNotFoundError(f"pipeline {pipeline_name!r} has never run in this store")
+    runs = store.get_children_contexts_by_context(pipeline.id)
+    if not runs:
+        raise MetadataNotFoundError(f"pipeline {pipeline_name!r} has no recorded runs")
+    run = max(runs, key=lambda c: (c.create_time_since_epoch, c.id))
+    artifacts = store.get_artifacts_by_context(run.id)
+    type_names = {t.id: t.name for t in store.get_artifact_types_by_id({a.type_id for a in artifacts})}
+    grouped: Dict[str, List[metadata_store_pb2.Artifact]] = {}
+    for artifact in sorted(artifacts, key=lambda a: a.id):
+        grouped.setdefault(type_names[artifact.type_id], []).append(artifact)
+    return run.name, grouped
+
+
+def summarize_latest_run(store: metadata_store.MetadataStore, pipeline_name: str) -> RunSummary:
+    """Reads rows, splits, anomalies, training time and push target of the latest run."""
+    run_id, artifacts = latest_run_artifacts(store, pipeline_name)
+    generated = _last(artifacts, "LoggedInteractions")
+    statistics = _last(artifacts, "ExampleStatistics")
+    anomalies = _last(artifacts, "ExampleAnomalies")
+    model = _last(artifacts, "Model")
+    pushed = _last(artifacts, "PushedModel")
+    return RunSummary(
+        run_id=run_id,
+        rows_generated=generated.properties["rows_written"].int_value if generated else None,
+        rows_per_split=_rows_per_split(statistics) if statistics else {},
+        anomalies=_anomaly_lines(anomalies) if anomalies else [],
+        training_seconds=(
+            model.custom_properties["training_seconds"].double_value
+            if model and "training_seconds" in model.custom_properties
+            else None
+        ),
+        pushed_destination=(
+            pushed.custom_properties["pushed_destination"].string_value
+            if pushed and pushed.custom_properties["pushed"].int_value
+            else None
+        ),
+    )
+
+
+def _last(artifacts: Dict[str, List[metadata_store_pb2.Artifact]], type_name: str):
+    found = artifacts.get(type_name)
+    return found[-1] if found else None
+
+
+def _split_names(artifact: metadata_store_pb2.Artifact) -> List[str]:
+    return artifact_utils.decode_split_names(artifact.properties["split_names"].string_value)
+
+
+def _rows_per_split(statistics: metadata_store_pb2.Artifact) -> Dict[str, int]:
+    rows = {}
+    for split in _split_names(statistics):
+        stats = stats_util.load_stats_binary(
+            os.path.join(statistics.uri, f"Split-{split}", STATS_FILE_NAME)
+        )
+        rows[split] = sum(dataset.num_examples for dataset in stats.datasets)
+    return rows
+
+
+def _anomaly_lines(anomalies: metadata_store_pb2.Artifact) -> List[str]:
+    lines = []
+    for split in _split_names(anomalies):
+        proto = anomalies_gate.load_anomalies(anomalies.uri, split)
+        lines += [f"[{split}] {line}" for line in anomalies_gate.describe_anomalies(proto)]
+    return lines
