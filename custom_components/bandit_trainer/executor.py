@@ -14,6 +14,7 @@ from tfx.utils import path_utils
 
 from custom_components.bandit_trainer import agents, anomalies_gate, examples_reader
 from custom_components.bandit_trainer.linear_statistics import arm_statistics
+from custom_components.bandit_trainer.policy_metadata import PolicyMetadata, write_policy_metadata
 
 METRICS_FILE = "metrics.json"
 
@@ -48,8 +49,17 @@ class Executor(base_executor.BaseExecutor):
         training_seconds = time.perf_counter() - started
 
         model = artifact_utils.get_single_instance(output_dict["model"])
-        policy_saver.PolicySaver(agent.policy, batch_size=None).save(
-            path_utils.serving_model_dir(model.uri)
+        policy_dir = path_utils.serving_model_dir(model.uri)
+        policy_saver.PolicySaver(agent.policy, batch_size=None).save(policy_dir)
+        write_policy_metadata(
+            policy_dir,
+            PolicyMetadata(
+                agent=exec_properties["agent"],
+                observation_dim=observation_dim,
+                num_actions=num_actions,
+                alpha=exec_properties["alpha"],
+                tikhonov_weight=exec_properties["tikhonov_weight"],
+            ),
         )
         metrics = {
             "agent": exec_properties["agent"],
