@@ -47,6 +47,8 @@ class BigQueryConfig:
     project: str = "local-proj"
     dataset: str = "mlbandits"
     table: str = "logged_interactions"
+    predictions_table: str = "predictions"
+    rewards_table: str = "rewards"
     scratch_dataset: str = "mlbandits_scratch"
     use_emulator: bool = True
     emulator_data_dir: str = ""
@@ -56,7 +58,9 @@ class BigQueryConfig:
         return f"{self.project}.{self.dataset}.{self.table}"
 
     def validate(self) -> None:
-        for field in ("project", "dataset", "table", "scratch_dataset"):
+        for field in (
+            "project", "dataset", "table", "predictions_table", "rewards_table", "scratch_dataset"
+        ):
             value = getattr(self, field)
             _require(
                 bool(value) and all(c.isalnum() or c in "_-" for c in value),

@@ -20,6 +20,24 @@ LOGGED_INTERACTIONS_SCHEMA = (
     bigquery.SchemaField("source", "STRING"),
 )
 
+# What serving logs: one row per served prediction, one per reported reward,
+# joined by event_id when the retraining DAG reads them.
+PREDICTIONS_SCHEMA = (
+    bigquery.SchemaField("event_id", "STRING", mode="REQUIRED"),
+    bigquery.SchemaField("event_time", "TIMESTAMP", mode="REQUIRED"),
+    bigquery.SchemaField("user_id", "INT64"),
+    bigquery.SchemaField("observation", "FLOAT64", mode="REPEATED"),
+    bigquery.SchemaField("action", "INT64"),
+    bigquery.SchemaField("propensity", "FLOAT64"),
+    bigquery.SchemaField("model_version", "STRING"),
+    bigquery.SchemaField("policy_id", "STRING"),
+)
+REWARDS_SCHEMA = (
+    bigquery.SchemaField("event_id", "STRING", mode="REQUIRED"),
+    bigquery.SchemaField("reward_time", "TIMESTAMP", mode="REQUIRED"),
+    bigquery.SchemaField("reward", "FLOAT64"),
+)
+
 _TYPE_ALIASES = {"INTEGER": "INT64", "FLOAT": "FLOAT64", "BOOLEAN": "BOOL"}
 INSERT_CHUNK_ROWS = 10_000
 
