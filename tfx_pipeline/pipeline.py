@@ -17,7 +17,7 @@ from custom_components.bandit_trainer.component import BanditTrainer
 from custom_components.emulator_example_gen import executor as emulator_executor
 from custom_components.movielens_generator.component import MovieLensGenerator
 from tfx_pipeline.bigquery.clients import BigQueryEndpoints
-from tfx_pipeline.bigquery.queries import build_examples_query
+from tfx_pipeline.bigquery.queries import build_examples_query, build_serving_logs_query
 from tfx_pipeline.config import PipelineConfig
 
 TRAINING_SUFFIX = "train"
@@ -67,17 +67,17 @@ def create_pipeline(
         )
         components.append(generator)
 
-    table_id = f"{endpoints.project}.{bq.dataset}.{bq.table}"
-    ingestion = config.ingestion
     example_gen = BigQueryExampleGen(
-        query=build_examples_query(
-            table_id, ingestion.window_start, ingestion.window_end, ingestion.source
-        ),
+        query=_examples_query(config, endpoints.project, retraining),
         output_config=tfx.proto.Output(
             split_config=tfx.proto.SplitConfig(
                 splits=[
-                    tfx.proto.SplitConfig.Split(name="train", hash_buckets=ingestion.train_buckets),
-                    tfx.proto.SplitConfig.Split(name="eval", hash_buckets=ingestion.eval_buckets),
+                    tfx.proto.SplitConfig.Split(
+                        name="train", hash_buckets=config.ingestion.train_buckets
+                    ),
+                    tfx.proto.SplitConfig.Split(
+                        name="eval", hash_buckets=config.ingestion.eval_buckets
+                    ),
                 ]
             )
         ),
@@ -119,6 +119,24 @@ def create_pipeline(
         enable_cache=False,
         metadata_connection_config=metadata_connection_config,
         beam_pipeline_args=beam_pipeline_args or [],
+    )
+
+
+def _examples_query(config: PipelineConfig, project: str, retraining: bool) -> str:
+    """Training reads the logged-interactions table; retraining reads serving logs."""
+    bq, ingestion = config.bigquery, config.ingestion
+    if retraining:
+        return build_serving_logs_query(
+            f"{project}.{bq.dataset}.{bq.predictions_table}",
+            f"{project}.{bq.dataset}.{bq.rewards_table}",
+            ingestion.window_start,
+            ingestion.window_end,
+        )
+    return build_examples_query(
+        f"{project}.{bq.dataset}.{bq.table}",
+        ingestion.window_start,
+        ingestion.window_end,
+        ingestion.source,
     )
 
 

@@ -26,6 +26,8 @@ def build_bandit_schema(
       reward_max: highest plausible reward.
       min_propensity: propensities must lie in [min_propensity, 1]; off-policy
         learning and evaluation divide by them, so 0 is never acceptable.
+
+    `user_id` is optional: serving logs carry it only when the caller sent it.
     """
     schema = schema_pb2.Schema()
 
@@ -37,7 +39,8 @@ def build_bandit_schema(
         feature.value_count.max = length
         return feature
 
-    user = required(features.USER_ID, schema_pb2.INT)
+    user = schema.feature.add(name=features.USER_ID, type=schema_pb2.INT)
+    user.value_count.max = 1
     user.int_domain.min = 1
     observation = required(features.OBSERVATION, schema_pb2.FLOAT, observation_dim)
     observation.float_domain.disallow_nan = True

@@ -20,14 +20,7 @@ def parse_timestamp(value: str, setting: str) -> datetime.datetime:
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=datetime.timezone.utc)
 
 
-def build_examples_query(
-    table_id: str, window_start: str = "", window_end: str = "", source: str = ""
-) -> str:
-    """SELECTs the example features of the rows in [window_start, window_end).
-
-    TIMESTAMP is not a type TFX converts to tf.Example, so event time travels
-    as microseconds since the epoch. Empty bounds leave the window open.
-    """
+def _window_conditions(column: str, window_start: str, window_end: str) -> list:
     conditions = []
     start = parse_timestamp(window_start, "ingestion.window_start") if window_start else None
     end = parse_timestamp(window_end, "ingestion.window_end") if window_end else None
@@ -36,9 +29,21 @@ def build_examples_query(
             f"ingestion.window_start ({window_start}) must be before ingestion.window_end ({window_end})"
         )
     if start:
-        conditions.append(f"event_time >= TIMESTAMP('{start.isoformat()}')")
+        conditions.append(f"{column} >= TIMESTAMP('{start.isoformat()}')")
     if end:
-        conditions.append(f"event_time < TIMESTAMP('{end.isoformat()}')")
+        conditions.append(f"{column} < TIMESTAMP('{end.isoformat()}')")
+    return conditions
+
+
+def build_examples_query(
+    table_id: str, window_start: str = "", window_end: str = "", source: str = ""
+) -> str:
+    """SELECTs the example features of the rows in [window_start, window_end).
+
+    TIMESTAMP is not a type TFX converts to tf.Example, so event time travels
+    as microseconds since the epoch. Empty bounds leave the window open.
+    """
+    conditions = _window_conditions("event_time", window_start, window_end)
     if source:
         if not source.replace("_", "").replace("-", "").isalnum():
             raise QueryConfigError(
@@ -51,4 +56,27 @@ def build_examples_query(
         f"{features.REWARD}, {features.PROPENSITY}, "
         f"UNIX_MICROS(event_time) AS {features.EVENT_TIME_US} "
         f"FROM `{table_id}` WHERE {where}"
+    )
+
+
+def build_serving_logs_query(
+    predictions_table_id: str, rewards_table_id: str, window_start: str = "", window_end: str = ""
+) -> str:
+    """Joins served predictions to their rewards, one row per event_id.
+
+    The logger may resend a batch after an ambiguous failure, so each side is
+    deduplicated by event_id before the join; unrewarded predictions drop out.
+    The window applies to the prediction's event time.
+    """
+    conditions = _window_conditions("p.event_time", window_start, window_end)
+    where = " AND ".join(conditions) or "TRUE"
+    return (
+        f"SELECT p.{features.USER_ID}, p.{features.OBSERVATION}, p.{features.ACTION}, "
+        f"r.{features.REWARD}, p.{features.PROPENSITY}, "
+        f"UNIX_MICROS(p.event_time) AS {features.EVENT_TIME_US} "
+        f"FROM (SELECT * FROM `{predictions_table_id}` WHERE TRUE QUALIFY "
+        f"ROW_NUMBER() OVER (PARTITION BY event_id ORDER BY event_time) = 1) AS p "
+        f"JOIN (SELECT * FROM `{rewards_table_id}` WHERE TRUE QUALIFY "
+        f"ROW_NUMBER() OVER (PARTITION BY event_id ORDER BY reward_time) = 1) AS r "
+        f"ON p.event_id = r.event_id WHERE {where}"
     )

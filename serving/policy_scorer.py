@@ -1,0 +1,176 @@
+"""LinUCB scores with NumPy alone, from a PolicySaver SavedModel read once.
+
+TF-Agents' `LinearBanditPolicy` solves `(A_k + tikhonov_weight * I) z = x`
+by conjugate gradient for every arm on every call, which is what makes the
+SavedModel slow per request. The arms' statistics only change when a new
+policy is pushed, so this module factors each regularised matrix once at load
+and scores a whole batch with one matmul:
+
+    A_k + t * I = L_k L_k^T,   theta_k = (A_k + t * I)^-1 b_k
+    ucb[n, k] = x_n . theta_k + alpha * || L_k^-1 x_n ||
+
+`|| L_k^-1 x ||^2` is `x^T (A_k + t * I)^-1 x`, TF-Agents' variance term, but
+as a sum of squares it cannot go negative through round-off. With
+`alpha < 1e-12` TF-Agents skips the bonus and uses the agent's stored `theta`
+variable, and so does this scorer. Ties go to the lowest arm index, as with
+`tf.argmax`.
+"""
+
+import dataclasses
+import re
+from typing import Dict, Optional
+
+import numpy as np
+import tensorflow as tf
+import tensorflow_probability  # noqa: F401 - registers the TypeSpecs a saved policy needs
+
+from custom_components.bandit_trainer.policy_metadata import PolicyMetadata, read_policy_metadata
+
+# Below this alpha TF-Agents' policy scores with the theta variable alone.
+_GREEDY_ALPHA = 1e-12
+_ARM_VARIABLE = re.compile(r"^(a|b|eig_vals)_?(\d+)$")
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class LinUCBScorer:
+    """Precomputed LinUCB parameters; `scores` is a pure function of them.
+
+    Attributes:
+      metadata: the policy's sidecar (dimensions and hyper-parameters).
+      weights: (observation_dim, K * (1 + r)) float64; columns [0, K) give the
+        mean rewards, the next K * r columns arm k's `L_k^-1 x` (r = 0 for a
+        greedy policy, else the model's context dimension).
+      offsets: (K * (1 + r),) float64 added to `x @ weights`; it carries the
+        constant-1 feature of a policy trained with `add_bias`.
+    """
+
+    metadata: PolicyMetadata
+    weights: np.ndarray
+    offsets: np.ndarray
+
+    def __post_init__(self) -> None:
+        for name in ("weights", "offsets"):
+            array = np.array(getattr(self, name), dtype=np.float64)
+            array.setflags(write=False)
+            object.__setattr__(self, name, array)
+
+    @property
+    def num_actions(self) -> int:
+        return self.metadata.num_actions
+
+    @property
+    def observation_dim(self) -> int:
+        return self.metadata.observation_dim
+
+    def scores(self, observations: np.ndarray) -> np.ndarray:
+        """[N, observation_dim] observations -> [N, num_actions] UCB scores.
+
+        Observations are rounded to float32 first because the SavedModel
+        casts them so; scoring the same numbers keeps the argmax identical.
+        """
+        x = np.asarray(observations, dtype=np.float32).astype(np.float64)
+        if x.ndim != 2 or x.shape[1] != self.observation_dim:
+            raise ValueError(
+                f"observations must have shape [N, {self.observation_dim}], got {x.shape}"
+            )
+        z = x @ self.weights + self.offsets
+        k = self.num_actions
+        means = z[:, :k]
+        if z.shape[1] == k:
+            return means
+        bonus = z[:, k:].reshape(x.shape[0], k, -1)
+        return means + self.metadata.alpha * np.sqrt(np.einsum("nkr,nkr->nk", bonus, bonus))
+
+    def greedy_actions(self, observations: np.ndarray) -> np.ndarray:
+        """The SavedModel's `action` for the same observations."""
+        return np.argmax(self.scores(observations), axis=1)
+
+
+def linucb_scorer(
+    metadata: PolicyMetadata,
+    cov_matrices: np.ndarray,
+    data_vectors: np.ndarray,
+    theta: Optional[np.ndarray] = None,
+) -> LinUCBScorer:
+    """Builds the scorer from per-arm statistics.
+
+    Args:
+      metadata: dimensions, alpha and tikhonov_weight of the policy.
+      cov_matrices: (K, r, r) per-arm `A_k`; r is observation_dim, or
+        observation_dim + 1 when the agent was built with `add_bias`.
+      data_vectors: (K, r) per-arm reward-weighted sums `b_k`.
+      theta: (K, r) the agent's theta variable; required when alpha is ~0,
+        where TF-Agents scores with it instead of the statistics.
+
+    Raises:
+      ValueError: shapes disagree with the metadata, or theta is missing for a
+        greedy policy.
+      numpy.linalg.LinAlgError: a regularised matrix is not positive definite.
+    """
+    a = np.asarray(cov_matrices, dtype=np.float64)
+    b = np.asarray(data_vectors, dtype=np.float64)
+    k, d = metadata.num_actions, metadata.observation_dim
+    if a.ndim != 3 or a.shape[0] != k or a.shape[1] != a.shape[2] or a.shape[1] not in (d, d + 1):
+        raise ValueError(
+            f"cov_matrices must have shape ({k}, r, r) with r = {d} or {d + 1} "
+            f"(observation_dim, plus 1 with add_bias), got {a.shape}"
+        )
+    r = a.shape[1]
+    if b.shape != (k, r):
+        raise ValueError(f"data_vectors must have shape ({k}, {r}), got {b.shape}")
+
+    if metadata.alpha < _GREEDY_ALPHA:
+        if theta is None:
+            raise ValueError("a greedy policy (alpha ~ 0) scores with theta, which is missing")
+        theta = np.asarray(theta, dtype=np.float64)
+        if theta.shape != (k, r):
+            raise ValueError(f"theta must have shape ({k}, {r}), got {theta.shape}")
+        columns = theta.T
+    else:
+        regularised = a + metadata.tikhonov_weight * np.eye(r)
+        cholesky = np.linalg.cholesky(regularised)
+        fitted_theta = np.linalg.solve(regularised, b[:, :, None])[:, :, 0]
+        # (K, r, r): row block k maps x to L_k^-1 x; as columns, (r, K * r).
+        inverse_factors = np.linalg.inv(cholesky)
+        bonus_columns = inverse_factors.transpose(2, 0, 1).reshape(r, k * r)
+        columns = np.concatenate([fitted_theta.T, bonus_columns], axis=1)
+    return LinUCBScorer(metadata=metadata, weights=columns[:d], offsets=columns[d:].sum(axis=0))
+
+
+def load_policy_scorer(policy_dir: str) -> LinUCBScorer:
+    """Reads a PolicySaver SavedModel's variables and sidecar into a scorer.
+
+    This is the only TensorFlow call; scoring afterwards is NumPy.
+    """
+    metadata = read_policy_metadata(policy_dir)
+    if metadata.agent != "LinUCB":
+        raise ValueError(f"{policy_dir}: agent {metadata.agent!r} is not LinUCB")
+    saved = tf.saved_model.load(policy_dir)
+    variables = {v.name.split(":")[0]: v.numpy() for v in saved.model_variables}
+    return scorer_from_variables(metadata, variables, policy_dir)
+
+
+def scorer_from_variables(
+    metadata: PolicyMetadata, variables: Dict[str, np.ndarray], source: str
+) -> LinUCBScorer:
+    """Picks `a_k`, `b_k` and `theta` out of the agent's named variables."""
+    arms: Dict[str, Dict[int, np.ndarray]] = {"a": {}, "b": {}, "eig_vals": {}}
+    for name, value in variables.items():
+        match = _ARM_VARIABLE.match(name)
+        if match:
+            arms[match.group(1)][int(match.group(2))] = value
+    if any(values.size for values in arms["eig_vals"].values()):
+        raise ValueError(f"{source}: eigendecomposition LinUCB policies are not supported")
+    expected = list(range(metadata.num_actions))
+    for kind in ("a", "b"):
+        if sorted(arms[kind]) != expected:
+            raise ValueError(
+                f"{source}: expected variables {kind}_0..{kind}_{metadata.num_actions - 1}, "
+                f"found arms {sorted(arms[kind])}"
+            )
+    return linucb_scorer(
+        metadata,
+        np.stack([arms["a"][i] for i in expected]),
+        np.stack([arms["b"][i] for i in expected]),
+        variables.get("theta"),
+    )

@@ -1,0 +1,364 @@
+"""Ships served predictions and rewards to BigQuery without making a request wait for it.
+
+Requests only write the durable `EventSpool`; one background thread reads it a
+batch at a time, streams the batch into BigQuery and deletes it from the spool
+once BigQuery confirmed it. Failures are retried with capped, jittered
+exponential back-off for as long as it takes, so an outage costs disk, not
+memory, and never loses a row.
+
+Exactly once: before a batch is sent its rows are marked as attempted in the
+spool. A row that is still spooled and marked may have landed (a failed or
+ambiguous insert, or a crash between the insert and the delete), so before it
+is sent again the destination table is asked which of those event ids it
+already holds, and those are dropped from the spool instead of being resent.
+Real BigQuery's insertId de-duplication is only best effort and the emulator
+has none, so this check is what makes resends idempotent.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import fcntl
+import logging
+import math
+import random
+import threading
+import time
+from typing import IO, Any, Optional, Sequence
+
+from google.cloud import bigquery
+
+from serving.event_spool import PREDICTIONS, REWARDS, EventSpool, OutboxRecord, RewardStatus
+from tfx_pipeline.bigquery.clients import BigQueryEndpoints, make_bigquery_client
+from tfx_pipeline.bigquery.tables import PREDICTIONS_SCHEMA, REWARDS_SCHEMA, ensure_table
+
+_LOG = logging.getLogger(__name__)
+_SCHEMAS = {PREDICTIONS: PREDICTIONS_SCHEMA, REWARDS: REWARDS_SCHEMA}
+_PYTHON_TYPES: dict[str, tuple[type, ...]] = {
+    "STRING": (str,),
+    "INT64": (int,),
+    "INTEGER": (int,),
+    "FLOAT64": (int, float),
+    "FLOAT": (int, float),
+    "BOOL": (bool,),
+    "BOOLEAN": (bool,),
+}
+# Network calls one shipping round can still be in when close()'s deadline passes.
+_CALLS_PER_ROUND = 3
+_MAX_BACKOFF_EXPONENT = 32
+_MAX_ERROR_CHARS = 500
+
+
+class ShipperAlreadyRunning(RuntimeError):
+    """Another logger ships this spool; two shippers would send every row twice."""
+
+
+class InsertRefused(RuntimeError):
+    """BigQuery answered the insert with per-row errors."""
+
+
+@dataclasses.dataclass(frozen=True)
+class LoggerStats:
+    """A snapshot for health checks and tests."""
+
+    pending: int
+    shipped: int
+    already_landed: int
+    failed_attempts: int
+    last_error: Optional[str]
+
+
+class PredictionLogger:
+    """Background shipper from an `EventSpool` to the predictions and rewards tables."""
+
+    def __init__(
+        self,
+        spool: EventSpool,
+        endpoints: BigQueryEndpoints,
+        dataset: str,
+        predictions_table: str,
+        rewards_table: str,
+        batch_size: int = 1000,
+        poll_interval_s: float = 0.05,
+        initial_backoff_s: float = 0.2,
+        max_backoff_s: float = 10.0,
+        request_timeout_s: float = 5.0,
+    ) -> None:
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be positive, got {batch_size}")
+        self._spool = spool
+        self._endpoints = endpoints
+        self._dataset = dataset
+        self._table_names = {PREDICTIONS: predictions_table, REWARDS: rewards_table}
+        self._batch_size = batch_size
+        self._poll_interval_s = poll_interval_s
+        self._initial_backoff_s = initial_backoff_s
+        self._max_backoff_s = max_backoff_s
+        self._request_timeout_s = request_timeout_s
+        self._client: Optional[bigquery.Client] = None
+        self._table_ids: dict[str, str] = {}
+        self._wake = threading.Event()
+        self._closing = threading.Event()
+        self._deadline = math.inf
+        self._thread: Optional[threading.Thread] = None
+        self._lock_file: Optional[IO[str]] = None
+        self._shipped = 0
+        self._already_landed = 0
+        self._failed_attempts = 0
+        self._last_error: Optional[str] = None
+
+    def start(self) -> PredictionLogger:
+        """Starts the shipper thread; raises ShipperAlreadyRunning if another one holds the spool."""
+        if self._thread is not None:
+            raise RuntimeError("PredictionLogger.start() called twice")
+        self._lock_file = _lock_spool(self._spool)
+        self._thread = threading.Thread(target=self._run, name="prediction-logger", daemon=True)
+        self._thread.start()
+        return self
+
+    def log_predictions(self, rows: Sequence[dict[str, Any]]) -> None:
+        """Durably spools served predictions; raises ValueError for rows BigQuery would refuse."""
+        self._spool.append_predictions([_prepare_row(row, PREDICTIONS_SCHEMA) for row in rows])
+        self._wake.set()
+
+    def log_reward(self, event_id: str, row: dict[str, Any]) -> RewardStatus:
+        """Durably spools a reward unless its event is unknown or already rewarded."""
+        prepared = _prepare_row({**row, "event_id": event_id}, REWARDS_SCHEMA)
+        status = self._spool.record_reward(event_id, prepared)
+        if status is RewardStatus.ACCEPTED:
+            self._wake.set()
+        return status
+
+    def close(self, flush_timeout_s: float = 30.0) -> bool:
+        """Ships what it can within `flush_timeout_s`, stops the thread; True if nothing is left.
+
+        What is left stays in the spool for the next logger on the same path.
+        """
+        if self._thread is not None:
+            self._deadline = time.monotonic() + flush_timeout_s
+            self._closing.set()
+            self._wake.set()
+            self._thread.join(flush_timeout_s + _CALLS_PER_ROUND * self._request_timeout_s)
+            if self._thread.is_alive():
+                _LOG.warning("prediction logger thread still in a BigQuery call after close()")
+            elif self._lock_file is not None:
+                self._lock_file.close()
+                self._lock_file = None
+        return self._spool.pending_count() == 0
+
+    def stats(self) -> LoggerStats:
+        return LoggerStats(
+            pending=self._spool.pending_count(),
+            shipped=self._shipped,
+            already_landed=self._already_landed,
+            failed_attempts=self._failed_attempts,
+            last_error=self._last_error,
+        )
+
+    def _run(self) -> None:
+        failures = 0
+        while not self._finished():
+            self._wake.clear()
+            try:
+                progressed = self._ship_round()
+            except Exception as exc:  # whatever failed, the rows are safe in the spool
+                failures += 1
+                self._record_failure(exc, failures)
+                self._pause(self._backoff_s(failures))
+                continue
+            if failures:
+                _LOG.info("shipping to BigQuery works again after %d failed attempts", failures)
+                failures = 0
+            if not progressed:
+                self._wake.wait(self._poll_interval_s)
+
+    def _finished(self) -> bool:
+        """After close(): once the spool is empty or the flush deadline has passed."""
+        return self._closing.is_set() and (self._past_deadline() or self._spool.pending_count() == 0)
+
+    def _past_deadline(self) -> bool:
+        return self._closing.is_set() and time.monotonic() >= self._deadline
+
+    def _ship_round(self) -> bool:
+        """Ships at most one batch per destination; False if there was nothing to ship."""
+        self._connect()
+        progressed = False
+        for destination, table_id in self._table_ids.items():
+            if self._past_deadline():
+                break
+            batch = self._spool.peek(self._batch_size, destination)
+            if batch:
+                self._ship_batch(table_id, batch)
+                progressed = True
+        return progressed
+
+    def _connect(self) -> None:
+        """Creates the client and the tables on first use, so an outage at start-up is retried too."""
+        if self._client is None:
+            self._client = make_bigquery_client(self._endpoints)
+        if not self._table_ids:
+            client = _FailFastClient(self._client, self._request_timeout_s)
+            self._table_ids = {
+                destination: ensure_table(client, self._dataset, name, _SCHEMAS[destination])
+                for destination, name in self._table_names.items()
+            }
+
+    def _ship_batch(self, table_id: str, batch: list[OutboxRecord]) -> None:
+        to_send = self._drop_landed(table_id, batch)
+        if not to_send:
+            return
+        seqs = [record.seq for record in to_send]
+        self._spool.mark_attempted(seqs)
+        self._insert(table_id, to_send)
+        self._spool.remove(seqs)
+        self._shipped += len(to_send)
+
+    def _drop_landed(self, table_id: str, batch: list[OutboxRecord]) -> list[OutboxRecord]:
+        """Removes from the spool the attempted rows the table already holds; returns the rest."""
+        attempted = [record for record in batch if record.attempts]
+        if not attempted:
+            return batch
+        landed = self._landed_event_ids(table_id, [record.event_id for record in attempted])
+        landed_seqs = {record.seq for record in attempted if record.event_id in landed}
+        if landed_seqs:
+            self._spool.remove(landed_seqs)
+            self._already_landed += len(landed_seqs)
+            _LOG.info("%d spooled rows had already landed in %s; not resending them", len(landed_seqs), table_id)
+        return [record for record in batch if record.seq not in landed_seqs]
+
+    def _landed_event_ids(self, table_id: str, event_ids: list[str]) -> set[str]:
+        job = self._client.query(
+            f"SELECT event_id FROM `{table_id}` WHERE event_id IN UNNEST(@ids)",
+            job_config=bigquery.QueryJobConfig(
+                query_parameters=[bigquery.ArrayQueryParameter("ids", "STRING", event_ids)],
+                use_query_cache=False,
+            ),
+            retry=None,
+            job_retry=None,
+            timeout=self._request_timeout_s,
+        )
+        return {row["event_id"] for row in job.result(retry=None, timeout=self._request_timeout_s)}
+
+    def _insert(self, table_id: str, records: list[OutboxRecord]) -> None:
+        """One insertAll with no client-side retry: a blind resend could duplicate rows."""
+        errors = self._client.insert_rows_json(
+            table_id,
+            [record.payload for record in records],
+            row_ids=[record.event_id for record in records],
+            retry=None,
+            timeout=self._request_timeout_s,
+        )
+        if errors:
+            raise InsertRefused(f"BigQuery refused rows of {table_id} ({len(errors)} errors); first: {errors[0]}")
+
+    def _record_failure(self, exc: Exception, failures: int) -> None:
+        self._failed_attempts += 1
+        self._last_error = f"{type(exc).__name__}: {exc}"[:_MAX_ERROR_CHARS]
+        log = _LOG.warning if failures == 1 else _LOG.debug
+        log("shipping to BigQuery failed (attempt %d); will retry: %s", failures, self._last_error)
+
+    def _backoff_s(self, failures: int) -> float:
+        """Exponential and capped, with jitter so many servers do not retry in lock-step."""
+        ceiling = min(self._max_backoff_s, self._initial_backoff_s * 2 ** min(failures - 1, _MAX_BACKOFF_EXPONENT))
+        return random.uniform(ceiling / 2, ceiling)
+
+    def _pause(self, seconds: float) -> None:
+        """Backs off; close() cuts a back-off short, but a closing logger still retries until its deadline."""
+        if self._closing.is_set():
+            time.sleep(max(0.0, min(seconds, self._deadline - time.monotonic())))
+        else:
+            self._closing.wait(seconds)
+
+
+class _FailFastClient:
+    """The two client calls `ensure_table` makes, with this logger's timeout and no retry.
+
+    `ensure_table` uses the library defaults, which retry for up to 10 minutes and
+    would hold close() hostage during an outage; the shipper retries on its own.
+    """
+
+    def __init__(self, client: bigquery.Client, timeout_s: float) -> None:
+        self._client = client
+        self._timeout_s = timeout_s
+
+    @property
+    def project(self) -> str:
+        return self._client.project
+
+    def create_dataset(self, dataset: bigquery.Dataset, exists_ok: bool = False) -> bigquery.Dataset:
+        return self._client.create_dataset(dataset, exists_ok=exists_ok, retry=None, timeout=self._timeout_s)
+
+    def create_table(self, table: bigquery.Table, exists_ok: bool = False) -> bigquery.Table:
+        return self._client.create_table(table, exists_ok=exists_ok, retry=None, timeout=self._timeout_s)
+
+
+def _lock_spool(spool: EventSpool) -> IO[str]:
+    """An exclusive lock next to the spool, released by the kernel if the process dies."""
+    lock_file = open(f"{spool.path}.shipper.lock", "w")
+    try:
+        fcntl.flock(lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        lock_file.close()
+        raise ShipperAlreadyRunning(f"another PredictionLogger is shipping {spool.path}") from None
+    return lock_file
+
+
+def _prepare_row(row: dict[str, Any], schema: Sequence[bigquery.SchemaField]) -> dict[str, Any]:
+    """The row as plain JSON values, checked against the table schema.
+
+    A row BigQuery refuses would be retried forever and hold up every row behind
+    it, so it is refused here, where the caller can still answer with an error.
+    """
+    fields = {field.name: field for field in schema}
+    unknown = set(row) - set(fields)
+    if unknown:
+        raise ValueError(f"unknown columns {sorted(unknown)}; the table has {sorted(fields)}")
+    prepared = {}
+    for name, field in fields.items():
+        value = _plain(row.get(name))
+        if value is None:
+            if field.mode == "REQUIRED":
+                raise ValueError(f"column {name} is required")
+            continue
+        if field.mode == "REPEATED":
+            if not isinstance(value, (list, tuple)):
+                raise ValueError(f"column {name} is REPEATED: expected a list, got {value!r}")
+            prepared[name] = [_checked(field, _plain(item)) for item in value]
+        else:
+            prepared[name] = _checked(field, value)
+    return prepared
+
+
+def _plain(value: Any) -> Any:
+    """NumPy arrays and scalars as Python lists and numbers."""
+    return value.tolist() if hasattr(value, "tolist") else value
+
+
+def _checked(field: bigquery.SchemaField, value: Any) -> Any:
+    kind = field.field_type.upper()
+    if kind == "TIMESTAMP":
+        return _timestamp(field.name, value)
+    expected = _PYTHON_TYPES.get(kind)
+    if expected is None:
+        raise ValueError(f"column {field.name} has type {kind}, which the logger does not handle")
+    if not isinstance(value, expected) or (isinstance(value, bool) and bool not in expected):
+        raise ValueError(f"column {field.name} is {kind}, got {value!r}")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValueError(f"column {field.name} must be finite, got {value!r}")
+    return value
+
+
+def _timestamp(name: str, value: Any) -> str:
+    """An ISO-8601 string; datetimes must be timezone-aware so no local time is mistaken for UTC."""
+    if isinstance(value, datetime.datetime):
+        if value.tzinfo is None:
+            raise ValueError(f"column {name} needs a timezone-aware datetime, got {value!r}")
+        return value.isoformat()
+    if isinstance(value, str):
+        try:
+            datetime.datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            raise ValueError(f"column {name} needs an ISO-8601 timestamp, got {value!r}") from None
+        return value
+    raise ValueError(f"column {name} needs a datetime or ISO-8601 string, got {value!r}")

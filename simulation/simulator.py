@@ -1,0 +1,150 @@
+"""Plays MovieLens users against the prediction server and reports their rewards.
+
+Each simulated request is one sampled user; the reward posted back is that
+same user's reward for the action that was served (the anchor sample paired
+the action with a random user's reward, which makes learning impossible).
+"""
+
+import asyncio
+import collections
+import dataclasses
+import time
+from typing import Counter, List, Optional
+
+import aiohttp
+import numpy as np
+
+from simulation.movielens_environment import MovieLensBandit
+
+
+@dataclasses.dataclass(frozen=True)
+class SimulatorConfig:
+    """How much traffic one simulation round sends."""
+
+    num_requests: int = 2000
+    concurrency: int = 8
+    rate_per_s: float = 0.0
+    seed: int = 0
+
+    def validate(self) -> "SimulatorConfig":
+        if self.num_requests < 1:
+            raise ValueError(f"simulator num_requests must be >= 1, got {self.num_requests}")
+        if self.concurrency < 1:
+            raise ValueError(f"simulator concurrency must be >= 1, got {self.concurrency}")
+        if self.rate_per_s < 0:
+            raise ValueError(f"simulator rate_per_s must be >= 0 (0 = unlimited), got {self.rate_per_s}")
+        return self
+
+
+@dataclasses.dataclass(frozen=True)
+class RoundReport:
+    """What one round of simulated traffic saw."""
+
+    events: int
+    average_reward: float
+    average_regret: float
+    model_versions: Counter
+    errors: List[str]
+    seconds: float
+
+
+@dataclasses.dataclass
+class _Tally:
+    rewards: List[float] = dataclasses.field(default_factory=list)
+    regrets: List[float] = dataclasses.field(default_factory=list)
+    versions: Counter = dataclasses.field(default_factory=collections.Counter)
+    errors: List[str] = dataclasses.field(default_factory=list)
+
+
+def run_round(
+    server_url: str,
+    bandit: MovieLensBandit,
+    config: SimulatorConfig,
+    predict_route: str = "/predict",
+    reward_route: str = "/reward",
+) -> RoundReport:
+    """Sends `config.num_requests` single-user predictions and reports rewards."""
+    return asyncio.run(_run_round(server_url, bandit, config.validate(), predict_route, reward_route))
+
+
+async def _run_round(
+    server_url: str,
+    bandit: MovieLensBandit,
+    config: SimulatorConfig,
+    predict_route: str,
+    reward_route: str,
+) -> RoundReport:
+    rng = np.random.default_rng(config.seed)
+    users = rng.integers(0, bandit.num_users, size=config.num_requests)
+    queue: asyncio.Queue = asyncio.Queue()
+    started = time.perf_counter()
+    for index, user in enumerate(users):
+        queue.put_nowait((index, int(user)))
+    tally = _Tally()
+    timeout = aiohttp.ClientTimeout(total=30)
+    async with aiohttp.ClientSession(base_url=server_url, timeout=timeout) as session:
+        workers = [
+            asyncio.create_task(
+                _worker(session, queue, bandit, config, started, tally, predict_route, reward_route)
+            )
+            for _ in range(config.concurrency)
+        ]
+        await asyncio.gather(*workers)
+    return RoundReport(
+        events=len(tally.rewards),
+        average_reward=float(np.mean(tally.rewards)) if tally.rewards else float("nan"),
+        average_regret=float(np.mean(tally.regrets)) if tally.regrets else float("nan"),
+        model_versions=tally.versions,
+        errors=tally.errors,
+        seconds=time.perf_counter() - started,
+    )
+
+
+async def _worker(
+    session: aiohttp.ClientSession,
+    queue: asyncio.Queue,
+    bandit: MovieLensBandit,
+    config: SimulatorConfig,
+    started: float,
+    tally: _Tally,
+    predict_route: str,
+    reward_route: str,
+) -> None:
+    while not queue.empty():
+        index, user = queue.get_nowait()
+        if config.rate_per_s:
+            delay = started + index / config.rate_per_s - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+        error = await _serve_one(session, bandit, user, tally, predict_route, reward_route)
+        if error:
+            tally.errors.append(error)
+
+
+async def _serve_one(
+    session: aiohttp.ClientSession,
+    bandit: MovieLensBandit,
+    user: int,
+    tally: _Tally,
+    predict_route: str,
+    reward_route: str,
+) -> Optional[str]:
+    instance = {
+        "observation": bandit.observations[user].tolist(),
+        "user_id": int(bandit.user_ids[user]),
+    }
+    async with session.post(predict_route, json={"instances": [instance]}) as response:
+        body = await response.json(content_type=None)
+        if response.status != 200:
+            return f"predict HTTP {response.status}: {body}"
+    prediction = body["predictions"][0]
+    action = int(prediction["action"])
+    reward = float(bandit.reward_table[user, action])
+    payload = {"event_id": prediction["event_id"], "reward": reward}
+    async with session.post(reward_route, json=payload) as response:
+        if response.status != 200:
+            return f"reward HTTP {response.status}: {await response.text()}"
+    tally.rewards.append(reward)
+    tally.regrets.append(float(bandit.optimal_rewards[user]) - reward)
+    tally.versions[prediction["model_version"]] += 1
+    return None

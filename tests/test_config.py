@@ -1,0 +1,237 @@
+"""Tests for tfx_pipeline.config: defaults, JSON overrides and the error messages."""
+
+import dataclasses
+import json
+
+import pytest
+
+from tfx_pipeline import config as config_lib
+from tfx_pipeline.config import ConfigError, PipelineConfig, load_config
+
+
+def _write(tmp_path, content, name="config.json"):
+    path = tmp_path / name
+    path.write_text(content if isinstance(content, str) else json.dumps(content))
+    return str(path)
+
+
+def _load_error(tmp_path, content) -> str:
+    with pytest.raises(ConfigError) as excinfo:
+        load_config(_write(tmp_path, content))
+    return str(excinfo.value)
+
+
+def test_defaults_validate_and_have_documented_values():
+    config = PipelineConfig()
+    assert config.validate() is config
+    assert load_config() == config
+    assert load_config("") == config
+    assert config.movielens.num_actions == 20
+    assert config.bigquery.table_ref == "local-proj.mlbandits.logged_interactions"
+    assert config.validation.min_propensity == 1e-6
+
+
+def test_load_config_overrides_nested_fields_and_keeps_the_rest(tmp_path):
+    path = _write(
+        tmp_path,
+        {
+            "pipeline_name": "my_pipe",
+            "movielens": {"num_actions": 50},
+            "generator": {"seed": 7},
+            "validation": {"reward_max": 12},
+            "bigquery": {"use_emulator": False, "table": "events"},
+        },
+    )
+    config = load_config(path)
+    defaults = PipelineConfig()
+    assert config.pipeline_name == "my_pipe"
+    assert config.movielens.num_actions == 50
+    assert config.movielens.rank_k == defaults.movielens.rank_k
+    assert config.generator.seed == 7
+    assert config.generator.num_events == defaults.generator.num_events
+    # An int for a float field is accepted and stored as a float.
+    assert config.validation.reward_max == 12.0
+    assert isinstance(config.validation.reward_max, float)
+    assert config.bigquery.use_emulator is False
+    assert config.bigquery.table_ref == "local-proj.mlbandits.events"
+    assert config.trainer == defaults.trainer
+    assert config.local == defaults.local
+
+
+def test_empty_object_gives_defaults(tmp_path):
+    assert load_config(_write(tmp_path, "{}")) == PipelineConfig()
+
+
+@pytest.mark.parametrize(
+    "content, setting",
+    [
+        ({"pipline_name": "x"}, "pipline_name"),
+        ({"movielens": {"num_action": 3}}, "movielens.num_action"),
+        ({"bigquery": {"dataset": "d", "tabel": "t"}}, "bigquery.tabel"),
+    ],
+)
+def test_unknown_key_is_named(tmp_path, content, setting):
+    message = _load_error(tmp_path, content)
+    assert f"unknown setting {setting}" in message
+
+
+def test_unknown_key_lists_known_settings_of_its_section(tmp_path):
+    message = _load_error(tmp_path, {"generator": {"sed": 1}})
+    assert "num_events" in message and "seed" in message
+
+
+@pytest.mark.parametrize(
+    "content, setting",
+    [
+        ({"movielens": {"num_actions": "20"}}, "movielens.num_actions"),
+        ({"movielens": {"rank_k": True}}, "movielens.rank_k"),
+        ({"movielens": {"rank_k": 2.0}}, "movielens.rank_k"),
+        ({"generator": {"seed": {"value": 1}}}, "generator.seed"),
+        ({"generator": {"num_events": [1]}}, "generator.num_events"),
+        ({"validation": {"reward_min": "low"}}, "validation.reward_min"),
+        ({"validation": {"min_propensity": False}}, "validation.min_propensity"),
+        ({"bigquery": {"use_emulator": 1}}, "bigquery.use_emulator"),
+        ({"bigquery": {"project": 5}}, "bigquery.project"),
+        ({"bigquery": {"project": None}}, "bigquery.project"),
+        ({"pipeline_name": ["a"]}, "pipeline_name"),
+        ({"trainer": "LinUCB"}, "trainer"),
+        ({"trainer": None}, "trainer"),
+    ],
+)
+def test_wrong_type_names_the_setting(tmp_path, content, setting):
+    message = _load_error(tmp_path, content)
+    assert f"invalid setting {setting}:" in message
+
+
+@pytest.mark.parametrize(
+    "content, setting",
+    [
+        ({"movielens": {"num_actions": 0}}, "movielens.num_actions"),
+        ({"movielens": {"num_actions": 1683}}, "movielens.num_actions"),
+        ({"movielens": {"rank_k": 0}}, "movielens.rank_k"),
+        ({"generator": {"num_events": 0}}, "generator.num_events"),
+        ({"generator": {"seed": -1}}, "generator.seed"),
+        ({"ingestion": {"train_buckets": 0}}, "ingestion.train_buckets"),
+        ({"ingestion": {"eval_buckets": 0}}, "ingestion.eval_buckets"),
+        ({"validation": {"min_propensity": 0}}, "validation.min_propensity"),
+        ({"validation": {"min_propensity": 1.5}}, "validation.min_propensity"),
+        ({"validation": {"min_propensity": -0.1}}, "validation.min_propensity"),
+        ({"validation": {"reward_min": 3, "reward_max": 3}}, "validation.reward_min/reward_max"),
+        ({"validation": {"reward_min": 4, "reward_max": 3}}, "validation.reward_min/reward_max"),
+        ({"trainer": {"agent": "LinTS"}}, "trainer.agent"),
+        ({"trainer": {"alpha": -0.5}}, "trainer.alpha"),
+        ({"trainer": {"tikhonov_weight": 0}}, "trainer.tikhonov_weight"),
+        ({"bigquery": {"scratch_dataset": "mlbandits"}}, "bigquery.scratch_dataset"),
+        (
+            {"bigquery": {"dataset": "shared", "scratch_dataset": "shared"}},
+            "bigquery.scratch_dataset",
+        ),
+        ({"bigquery": {"project": "my.proj"}}, "bigquery.project"),
+        ({"bigquery": {"dataset": ""}}, "bigquery.dataset"),
+        ({"bigquery": {"table": "a b"}}, "bigquery.table"),
+        ({"bigquery": {"table": "t`; DROP TABLE x; --"}}, "bigquery.table"),
+        ({"bigquery": {"predictions_table": "p.q"}}, "bigquery.predictions_table"),
+        ({"bigquery": {"rewards_table": "r/s"}}, "bigquery.rewards_table"),
+        ({"pipeline_name": ""}, "pipeline_name"),
+        ({"pipeline_name": "my pipe"}, "pipeline_name"),
+    ],
+)
+def test_out_of_range_value_names_the_setting(tmp_path, content, setting):
+    message = _load_error(tmp_path, content)
+    assert f"invalid setting {setting}:" in message
+
+
+def test_non_finite_floats_from_json_are_rejected(tmp_path):
+    # Python's json module accepts the NaN / Infinity literals.
+    assert "validation.reward_min/reward_max" in _load_error(
+        tmp_path, '{"validation": {"reward_max": Infinity}}'
+    )
+    assert "validation.reward_min/reward_max" in _load_error(
+        tmp_path, '{"validation": {"reward_min": NaN}}'
+    )
+    assert "validation.min_propensity" in _load_error(
+        tmp_path, '{"validation": {"min_propensity": NaN}}'
+    )
+
+
+@pytest.mark.parametrize("value", [1e-9, 0.5, 1.0])
+def test_min_propensity_accepts_the_half_open_interval(tmp_path, value):
+    config = load_config(_write(tmp_path, {"validation": {"min_propensity": value}}))
+    assert config.validation.min_propensity == value
+
+
+@pytest.mark.parametrize("dataset", ["my-dataset", "scratch-dataset"])
+@pytest.mark.xfail(
+    strict=True,
+    reason="BigQueryConfig.validate allows '-' in every name, but BigQuery dataset "
+    "ids may only hold letters, digits and underscores",
+)
+def test_hyphen_in_dataset_names_is_rejected(tmp_path, dataset):
+    field = "dataset" if dataset == "my-dataset" else "scratch_dataset"
+    message = _load_error(tmp_path, {"bigquery": {field: dataset}})
+    assert f"bigquery.{field}" in message
+
+
+def test_malformed_json_reports_line_and_column(tmp_path):
+    text = '{\n  "movielens": {"rank_k": 3,}\n}\n'
+    with pytest.raises(json.JSONDecodeError) as json_error:
+        json.loads(text)
+    message = _load_error(tmp_path, text)
+    assert "not valid JSON" in message
+    assert f"line {json_error.value.lineno}, column {json_error.value.colno}" in message
+    assert json_error.value.lineno == 2
+
+
+def test_top_level_must_be_an_object(tmp_path):
+    assert "JSON object" in _load_error(tmp_path, "[1, 2]")
+
+
+def test_missing_file(tmp_path):
+    missing = tmp_path / "nope.json"
+    with pytest.raises(ConfigError, match="does not exist") as excinfo:
+        load_config(str(missing))
+    assert str(missing) in str(excinfo.value)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="load_config only turns FileNotFoundError into ConfigError; a directory "
+    "(IsADirectoryError) escapes, so `mlbandits train --config DIR` tracebacks",
+)
+def test_directory_instead_of_file_is_a_config_error(tmp_path):
+    with pytest.raises(ConfigError):
+        load_config(str(tmp_path))
+
+
+def test_replace_overrides_some_fields_and_keeps_the_others(tmp_path):
+    base = load_config(
+        _write(tmp_path, {"movielens": {"rank_k": 5}, "generator": {"num_events": 10}})
+    )
+    replaced = base.replace(movielens={"num_actions": 7}, local={"root": "/tmp/x"})
+    assert replaced.movielens.num_actions == 7
+    assert replaced.movielens.rank_k == 5
+    assert replaced.movielens.data_dir == base.movielens.data_dir
+    assert replaced.generator.num_events == 10
+    assert replaced.local.root == "/tmp/x"
+    assert str(replaced.local.metadata_path) == "/tmp/x/metadata.sqlite"
+    for name in ("bigquery", "ingestion", "validation", "trainer", "pipeline_name"):
+        assert getattr(replaced, name) == getattr(base, name)
+    # The original is untouched (frozen dataclasses).
+    assert base.movielens.num_actions == 20
+    assert dataclasses.is_dataclass(replaced.movielens)
+
+
+def test_replace_checks_keys_and_types():
+    with pytest.raises(ConfigError, match="unknown setting movielens.rank"):
+        PipelineConfig().replace(movielens={"rank": 3})
+    with pytest.raises(ConfigError, match="invalid setting generator.seed"):
+        PipelineConfig().replace(generator={"seed": "3"})
+
+
+def test_replace_then_validate_rejects_out_of_range():
+    with pytest.raises(ConfigError, match="invalid setting generator.num_events"):
+        PipelineConfig().replace(generator={"num_events": 0}).validate()
+
+
+def test_config_error_is_a_value_error():
+    assert issubclass(config_lib.ConfigError, ValueError)

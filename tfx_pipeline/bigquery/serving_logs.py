@@ -1,0 +1,19 @@
+"""Questions about the serving logs that the trigger and the demo ask BigQuery."""
+
+import datetime
+from typing import Optional
+
+from google.cloud import bigquery
+
+
+def count_rewarded_events(
+    client: bigquery.Client, rewards_table_id: str, since: Optional[datetime.datetime] = None
+) -> int:
+    """Distinct event ids rewarded after `since` (all of them when None)."""
+    query = f"SELECT COUNT(DISTINCT event_id) AS n FROM `{rewards_table_id}`"
+    parameters = []
+    if since is not None:
+        query += " WHERE reward_time > @since"
+        parameters.append(bigquery.ScalarQueryParameter("since", "TIMESTAMP", since))
+    job = client.query(query, job_config=bigquery.QueryJobConfig(query_parameters=parameters))
+    return int(next(iter(job.result()))["n"])
