@@ -147,6 +147,56 @@ class TrainerConfig:
 
 
 @dataclasses.dataclass(frozen=True)
+class ServingConfig:
+    """The prediction server as the local demo starts it."""
+
+    host: str = "127.0.0.1"
+    port: int = 0
+    exploration: str = "epsilon_greedy"
+    epsilon: float = 0.1
+    temperature: float = 1.0
+    max_instances: int = 1000
+
+    def validate(self) -> None:
+        _require(0 <= self.port <= 65535, "serving.port", "must be 0 (any free port) .. 65535")
+        _require(
+            self.exploration in ("epsilon_greedy", "boltzmann"),
+            "serving.exploration",
+            f"{self.exploration!r} is not one of epsilon_greedy, boltzmann",
+        )
+        _require(0.0 <= self.epsilon <= 1.0, "serving.epsilon", "must be in [0, 1]")
+        _require(self.temperature > 0.0, "serving.temperature", "must be > 0")
+        _require(self.max_instances >= 1, "serving.max_instances", "must be >= 1")
+
+
+@dataclasses.dataclass(frozen=True)
+class LoopConfig:
+    """The closed feedback loop of the demo: rounds of serve, log, retrain, reload."""
+
+    rounds: int = 4
+    initial_events: int = 50
+    requests_per_round: int = 1000
+    concurrency: int = 8
+    min_new_events: int = 500
+    interval_s: float = 0.0
+    reload_timeout_s: float = 120.0
+
+    def validate(self) -> None:
+        _require(self.rounds >= 1, "loop.rounds", "must be >= 1")
+        _require(self.initial_events >= 1, "loop.initial_events", "must be >= 1")
+        _require(self.requests_per_round >= 1, "loop.requests_per_round", "must be >= 1")
+        _require(self.concurrency >= 1, "loop.concurrency", "must be >= 1")
+        _require(self.min_new_events >= 0, "loop.min_new_events", "must be >= 0")
+        _require(self.interval_s >= 0.0, "loop.interval_s", "must be >= 0")
+        _require(
+            self.min_new_events > 0 or self.interval_s > 0,
+            "loop.min_new_events/interval_s",
+            "at least one must be > 0 or retraining never triggers",
+        )
+        _require(self.reload_timeout_s > 0.0, "loop.reload_timeout_s", "must be > 0")
+
+
+@dataclasses.dataclass(frozen=True)
 class LocalRunConfig:
     """Where a local run keeps its pipeline root, metadata and pushed policies."""
 
@@ -168,6 +218,14 @@ class LocalRunConfig:
     def serving_model_dir(self) -> pathlib.Path:
         return self.root_dir / "serving_model"
 
+    @property
+    def spool_path(self) -> pathlib.Path:
+        return self.root_dir / "serving" / "spool.sqlite"
+
+    @property
+    def trigger_dir(self) -> pathlib.Path:
+        return self.root_dir / "trigger"
+
     def validate(self) -> None:
         return None
 
@@ -183,6 +241,8 @@ class PipelineConfig:
     ingestion: IngestionConfig = dataclasses.field(default_factory=IngestionConfig)
     validation: ValidationConfig = dataclasses.field(default_factory=ValidationConfig)
     trainer: TrainerConfig = dataclasses.field(default_factory=TrainerConfig)
+    serving: ServingConfig = dataclasses.field(default_factory=ServingConfig)
+    loop: LoopConfig = dataclasses.field(default_factory=LoopConfig)
     local: LocalRunConfig = dataclasses.field(default_factory=LocalRunConfig)
 
     def validate(self) -> "PipelineConfig":
