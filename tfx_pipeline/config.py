@@ -58,14 +58,19 @@ class BigQueryConfig:
         return f"{self.project}.{self.dataset}.{self.table}"
 
     def validate(self) -> None:
-        for field in (
-            "project", "dataset", "table", "predictions_table", "rewards_table", "scratch_dataset"
-        ):
+        for field in ("project", "table", "predictions_table", "rewards_table"):
             value = getattr(self, field)
             _require(
                 bool(value) and all(c.isalnum() or c in "_-" for c in value),
                 f"bigquery.{field}",
                 f"{value!r} must be a non-empty BigQuery name (letters, digits, _ or -)",
+            )
+        for field in ("dataset", "scratch_dataset"):
+            value = getattr(self, field)
+            _require(
+                bool(value) and all(c.isalnum() or c == "_" for c in value),
+                f"bigquery.{field}",
+                f"{value!r} must be a non-empty dataset id (letters, digits or _; no -)",
             )
         _require(
             self.scratch_dataset != self.dataset,
@@ -272,6 +277,8 @@ def load_config(path: Optional[str] = None) -> PipelineConfig:
         raw = json.loads(file.read_text())
     except FileNotFoundError as e:
         raise ConfigError(f"config file {file} does not exist; pass an existing JSON file") from e
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError(f"config file {file} cannot be read as UTF-8 text: {e}") from e
     except json.JSONDecodeError as e:
         raise ConfigError(
             f"config file {file} is not valid JSON (line {e.lineno}, column {e.colno}): {e.msg}"

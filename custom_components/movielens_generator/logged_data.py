@@ -40,11 +40,12 @@ def simulate_uniform_logging(bandit: MovieLensBandit, num_events: int, seed: int
     """Samples users uniformly, acts uniformly at random and records the reward.
 
     The logging policy picks each action with probability 1/num_actions, so
-    every propensity is known exactly and positive.
+    every propensity is known exactly and positive. Users and actions come
+    from separate streams of the seed, so a longer batch extends a shorter
+    one and an event id always names the same event.
     """
-    rng = np.random.default_rng(seed)
-    users = rng.integers(0, bandit.num_users, size=num_events)
-    actions = rng.integers(0, bandit.num_actions, size=num_events)
+    users = np.random.default_rng([seed, 0]).integers(0, bandit.num_users, size=num_events)
+    actions = np.random.default_rng([seed, 1]).integers(0, bandit.num_actions, size=num_events)
     prefix = event_id_prefix(seed, bandit.num_actions, bandit.observation_dim)
     return LoggedBatch(
         event_ids=np.array([f"{prefix}{i:09d}" for i in range(num_events)]),

@@ -17,7 +17,9 @@ def parse_timestamp(value: str, setting: str) -> datetime.datetime:
         raise QueryConfigError(
             f"{setting}={value!r} is not an ISO-8601 timestamp such as 2026-11-25T00:00:00+00:00"
         ) from e
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=datetime.timezone.utc)
+    if not parsed.tzinfo:
+        parsed = parsed.replace(tzinfo=datetime.timezone.utc)
+    return parsed.astimezone(datetime.timezone.utc)
 
 
 def _window_conditions(column: str, window_start: str, window_end: str) -> list:

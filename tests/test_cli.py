@@ -1,0 +1,161 @@
+"""Tests for the `mlbandits` command line: help, flag checking, config errors.
+
+Nothing here starts a pipeline or the emulator: every path exercised fails
+(or exits) before either is imported.
+"""
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tfx_pipeline import cli
+from tfx_pipeline.config import PipelineConfig
+
+EXPECTED_FLAGS = {
+    "train": ["--config", "--root", "--movielens-dir", "--num-events", "--seed"],
+    "retrain": ["--config", "--root", "--movielens-dir"],
+    "emulator": ["--data-dir", "--project"],
+}
+
+
+def _subcommands():
+    parser = cli.build_parser()
+    (action,) = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    return action.choices
+
+
+def _exit_code(argv, capsys):
+    with pytest.raises(SystemExit) as excinfo:
+        cli.main(argv)
+    out, err = capsys.readouterr()
+    return excinfo.value.code, out, err
+
+
+def test_top_level_help_lists_every_subcommand(capsys):
+    code, out, _ = _exit_code(["--help"], capsys)
+    assert code == 0
+    assert "usage: mlbandits" in out
+    for name in _subcommands():
+        assert name in out
+
+
+def test_known_subcommands_exist():
+    assert set(EXPECTED_FLAGS) <= set(_subcommands())
+
+
+@pytest.mark.parametrize("command", sorted(_subcommands()))
+def test_subcommand_help_exits_zero_and_lists_its_flags(command, capsys):
+    code, out, _ = _exit_code([command, "--help"], capsys)
+    assert code == 0
+    assert f"usage: mlbandits {command}" in out
+    declared = [
+        option
+        for action in _subcommands()[command]._actions
+        for option in action.option_strings
+        if option.startswith("--")
+    ]
+    for flag in set(declared) | set(EXPECTED_FLAGS.get(command, [])):
+        assert flag in out
+
+
+def test_retrain_has_no_generator_flags(capsys):
+    code, _, err = _exit_code(["retrain", "--num-events", "5"], capsys)
+    assert code == 2
+    assert "unrecognized arguments: --num-events" in err
+
+
+@pytest.mark.parametrize(
+    "argv, fragments",
+    [
+        (["train", "--num-events", "0"], ["argument --num-events", "'0' must be at least 1"]),
+        (["train", "--num-events", "-3"], ["argument --num-events", "must be at least 1"]),
+        (
+            ["train", "--num-events", "abc"],
+            ["argument --num-events", "'abc' is not a whole number"],
+        ),
+        (["train", "--num-events", "1.5"], ["argument --num-events", "not a whole number"]),
+        (["train", "--seed", "-1"], ["argument --seed", "'-1' must be 0 or more"]),
+        (["train", "--seed", "x"], ["argument --seed", "'x' is not a whole number"]),
+        (["train", "--bogus"], ["unrecognized arguments: --bogus"]),
+        (["deploy"], ["invalid choice: 'deploy'"]),
+        ([], ["COMMAND"]),
+    ],
+)
+def test_bad_flags_exit_2_naming_the_flag(argv, fragments, capsys):
+    code, out, err = _exit_code(argv, capsys)
+    assert code == 2
+    assert out == ""
+    for fragment in fragments:
+        assert fragment in err
+
+
+def test_flags_override_the_config_file(tmp_path):
+    config_file = tmp_path / "c.json"
+    config_file.write_text(
+        json.dumps({"generator": {"num_events": 9, "seed": 4}, "movielens": {"rank_k": 5}})
+    )
+    args = cli.build_parser().parse_args(
+        [
+            "train",
+            "--config", str(config_file),
+            "--seed", "0",
+            "--root", str(tmp_path / "r"),
+            "--movielens-dir", "/data/ml-100k",
+        ]
+    )
+    config = cli.load_cli_config(args)
+    assert config.generator.seed == 0
+    assert config.generator.num_events == 9
+    assert config.movielens.rank_k == 5
+    assert config.movielens.data_dir == "/data/ml-100k"
+    assert config.local.root == str(tmp_path / "r")
+    assert config.trainer == PipelineConfig().trainer
+
+
+def test_no_flags_give_the_defaults():
+    args = cli.build_parser().parse_args(["retrain"])
+    assert cli.load_cli_config(args) == PipelineConfig()
+
+
+@pytest.mark.parametrize(
+    "content, setting",
+    [
+        ({"trainer": {"alhpa": 1.0}}, "trainer.alhpa"),
+        ({"generator": {"num_events": "10"}}, "generator.num_events"),
+        ({"validation": {"min_propensity": 0}}, "validation.min_propensity"),
+    ],
+)
+@pytest.mark.parametrize("command", ["train", "retrain"])
+def test_config_errors_return_2_and_name_the_setting(tmp_path, capsys, command, content, setting):
+    config_file = tmp_path / "bad.json"
+    config_file.write_text(json.dumps(content))
+    assert cli.main([command, "--config", str(config_file)]) == 2
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert err.startswith("mlbandits: ")
+    assert setting in err
+
+
+def test_missing_config_file_returns_2(tmp_path, capsys):
+    missing = tmp_path / "absent.json"
+    assert cli.main(["train", "--config", str(missing)]) == 2
+    assert f"{missing} does not exist" in capsys.readouterr().err
+
+
+def test_console_script_help():
+    script = Path(sys.executable).with_name("mlbandits")
+    assert script.exists()
+    result = subprocess.run(
+        [str(script), "train", "--help"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "PYTHONWARNINGS": "ignore"},
+    )
+    assert result.returncode == 0, result.stderr
+    assert "--num-events" in result.stdout
