@@ -50,6 +50,15 @@ def build_parser() -> argparse.ArgumentParser:
     pipeline_command(
         "retrain", "Run the retraining DAG (no Generator) over the logged data locally."
     )
+    demo = pipeline_command(
+        "demo",
+        "The whole loop locally: initial training DAG, prediction server, then rounds of "
+        "simulate -> trigger -> retrain -> hot reload; prints a per-round table and writes a plot.",
+    )
+    demo.add_argument("--rounds", type=_positive_int, help="retraining rounds after round 0")
+    demo.add_argument(
+        "--requests-per-round", type=_positive_int, help="simulated requests in each round"
+    )
 
     emulator = commands.add_parser(
         "emulator",
@@ -79,6 +88,16 @@ def load_cli_config(args: argparse.Namespace) -> config_lib.PipelineConfig:
     }
     if generator:
         overrides["generator"] = generator
+    loop = {
+        key: value
+        for key, value in (
+            ("rounds", getattr(args, "rounds", None)),
+            ("requests_per_round", getattr(args, "requests_per_round", None)),
+        )
+        if value is not None
+    }
+    if loop:
+        overrides["loop"] = loop
     return config.replace(**overrides).validate() if overrides else config
 
 
@@ -125,6 +144,26 @@ def run_pipeline_command(config: config_lib.PipelineConfig, retraining: bool) ->
     return 0
 
 
+def run_demo_command(config: config_lib.PipelineConfig) -> int:
+    """Runs the feedback loop, printing each round as it finishes."""
+    from tfx_pipeline import feedback_loop, loop_report
+
+    print(loop_report.format_round_header())
+    first: list = []
+
+    def show(result: "feedback_loop.RoundResult") -> None:
+        first.append(result)
+        print(loop_report.format_round(result, first[0]), flush=True)
+
+    result = feedback_loop.run_demo(config, show)
+    plot = loop_report.plot_regret(result, config.local.root_dir / "regret_per_round.png")
+    final = result.rounds[-1].average_regret
+    print(f"\nuniform-random regret {result.uniform_random_regret:.4f}; final round {final:.4f} "
+          f"({final / result.uniform_random_regret:.1%} of it); oracle reward {result.oracle_reward:.4f}")
+    print(f"regret plot: {plot}")
+    return 0
+
+
 def run_emulator_command(args: argparse.Namespace) -> int:
     from pathlib import Path
 
@@ -150,6 +189,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         if args.command == "emulator":
             return run_emulator_command(args)
         config = load_cli_config(args)
+        if args.command == "demo":
+            return run_demo_command(config)
         return run_pipeline_command(config, retraining=args.command == "retrain")
     except config_lib.ConfigError as e:
         print(f"mlbandits: {e}", file=sys.stderr)
