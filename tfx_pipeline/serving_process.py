@@ -99,6 +99,12 @@ class ServingProcess:
             self._process.kill()
             self._process.wait()
 
+    def kill(self) -> None:
+        """SIGKILL, as a crash would: nothing is flushed."""
+        if self._process is not None and self._process.poll() is None:
+            self._process.kill()
+            self._process.wait()
+
     def model_version(self) -> Optional[str]:
         """The version the health route reports, or None while no policy is loaded."""
         try:
