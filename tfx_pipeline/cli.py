@@ -6,6 +6,7 @@ import time
 from typing import List, Optional
 
 from tfx_pipeline import config as config_lib
+from tfx_pipeline import vertex_cli
 
 
 def _positive_int(text: str) -> int:
@@ -59,6 +60,8 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument(
         "--requests-per-round", type=_positive_int, help="simulated requests in each round"
     )
+
+    vertex_cli.add_vertex_commands(commands)
 
     emulator = commands.add_parser(
         "emulator",
@@ -188,6 +191,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     try:
         if args.command == "emulator":
             return run_emulator_command(args)
+        if args.command == "vertex":
+            return vertex_cli.run_vertex_command(args)
         config = load_cli_config(args)
         if args.command == "demo":
             return run_demo_command(config)

@@ -16,11 +16,10 @@ import types
 import typing
 from typing import Any, Mapping, Optional
 
+from tfx_pipeline.config_validation import ConfigError, require as _require
+from tfx_pipeline.vertex_config import VertexConfig
+
 REPO_ROOT = pathlib.Path(__file__).resolve().parent.parent
-
-
-class ConfigError(ValueError):
-    """A setting is missing, unknown or has an invalid value."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -249,6 +248,7 @@ class PipelineConfig:
     serving: ServingConfig = dataclasses.field(default_factory=ServingConfig)
     loop: LoopConfig = dataclasses.field(default_factory=LoopConfig)
     local: LocalRunConfig = dataclasses.field(default_factory=LocalRunConfig)
+    vertex: VertexConfig = dataclasses.field(default_factory=VertexConfig)
 
     def validate(self) -> "PipelineConfig":
         _require(
@@ -286,11 +286,6 @@ def load_config(path: Optional[str] = None) -> PipelineConfig:
     if not isinstance(raw, dict):
         raise ConfigError(f"config file {file} must hold a JSON object at the top level")
     return _from_mapping(PipelineConfig, raw, "").validate()
-
-
-def _require(condition: bool, setting: str, message: str) -> None:
-    if not condition:
-        raise ConfigError(f"invalid setting {setting}: {message}")
 
 
 def _merge(base: dict, override: Mapping[str, Any]) -> dict:

@@ -1,11 +1,12 @@
 """The one pipeline definition shared by the local and the Vertex runner.
 
 Everything that depends on where the pipeline runs (BigQuery endpoints, Beam
-arguments, metadata store, push destination) arrives as an argument, so the
-runners stay a screen long and the DAG is the same everywhere.
+arguments, metadata store, push destination, where training runs) arrives as
+an argument, so the runners stay a screen long and the DAG is the same
+everywhere.
 """
 
-from typing import List, Optional
+from typing import Any, Dict, List, Optional
 
 from ml_metadata.proto import metadata_store_pb2
 from tfx import v1 as tfx
@@ -14,6 +15,7 @@ from tfx.extensions.google_cloud_big_query.example_gen.component import BigQuery
 
 from custom_components.bandit_schema_gen.component import BanditSchemaGen
 from custom_components.bandit_trainer.component import BanditTrainer
+from custom_components.bandit_trainer.vertex_job import VertexJobBanditTrainer
 from custom_components.emulator_example_gen import executor as emulator_executor
 from custom_components.movielens_generator.component import MovieLensGenerator
 from tfx_pipeline.bigquery.clients import BigQueryEndpoints
@@ -37,6 +39,8 @@ def create_pipeline(
     retraining: bool = False,
     metadata_connection_config: Optional[metadata_store_pb2.ConnectionConfig] = None,
     beam_pipeline_args: Optional[List[str]] = None,
+    vertex_push: Optional[Dict[str, Any]] = None,
+    vertex_training_job: Optional[Dict[str, Any]] = None,
 ) -> tfx.dsl.Pipeline:
     """Builds the training DAG, or with `retraining` the same DAG minus the Generator.
 
@@ -49,6 +53,11 @@ def create_pipeline(
       retraining: read logged data without generating any first.
       metadata_connection_config: MLMD store (None lets the runner choose).
       beam_pipeline_args: arguments for Beam-powered components.
+      vertex_push: custom_config of TFX's Vertex Pusher; when set the policy is
+        uploaded to Vertex AI and deployed to an endpoint instead of being
+        copied below `push_base_directory`.
+      vertex_training_job: custom_config of a Vertex custom training job; when
+        set the trainer step runs the training there instead of in-process.
     """
     components = []
     bq = config.bigquery
@@ -96,7 +105,7 @@ def create_pipeline(
     example_validator = tfx.components.ExampleValidator(
         statistics=statistics_gen.outputs["statistics"], schema=schema_gen.outputs["schema"]
     )
-    trainer = BanditTrainer(
+    trainer_args = dict(
         examples=example_gen.outputs["examples"],
         example_anomalies=example_validator.outputs["anomalies"],
         observation_dim=config.movielens.rank_k,
@@ -105,12 +114,21 @@ def create_pipeline(
         alpha=config.trainer.alpha,
         tikhonov_weight=config.trainer.tikhonov_weight,
     )
-    pusher = tfx.components.Pusher(
-        model=trainer.outputs["model"],
-        push_destination=tfx.proto.PushDestination(
-            filesystem=tfx.proto.PushDestination.Filesystem(base_directory=push_base_directory)
-        ),
-    )
+    if vertex_training_job is None:
+        trainer = BanditTrainer(**trainer_args)
+    else:
+        trainer = VertexJobBanditTrainer(custom_config=vertex_training_job, **trainer_args)
+    if vertex_push is None:
+        pusher = tfx.components.Pusher(
+            model=trainer.outputs["model"],
+            push_destination=tfx.proto.PushDestination(
+                filesystem=tfx.proto.PushDestination.Filesystem(base_directory=push_base_directory)
+            ),
+        )
+    else:
+        pusher = tfx.extensions.google_cloud_ai_platform.Pusher(
+            model=trainer.outputs["model"], custom_config=vertex_push
+        )
     components += [example_gen, statistics_gen, schema_gen, example_validator, trainer, pusher]
     return tfx.dsl.Pipeline(
         pipeline_name=pipeline_name(config, retraining),

@@ -11,6 +11,7 @@ from tfx.components.statistics_gen.executor import DEFAULT_FILE_NAME as STATS_FI
 from tfx.types import artifact_utils
 
 from custom_components.bandit_trainer import anomalies_gate
+from custom_components.movielens_generator.component import LoggedInteractions
 
 
 @dataclasses.dataclass(frozen=True)
@@ -61,14 +62,16 @@ def latest_run_artifacts(
 def summarize_latest_run(store: metadata_store.MetadataStore, pipeline_name: str) -> RunSummary:
     """Reads rows, splits, anomalies, training time and push target of the latest run."""
     run_id, artifacts = latest_run_artifacts(store, pipeline_name)
-    generated = _last(artifacts, "LoggedInteractions")
+    generated = _last(artifacts, LoggedInteractions.TYPE_NAME)
     statistics = _last(artifacts, "ExampleStatistics")
     anomalies = _last(artifacts, "ExampleAnomalies")
     model = _last(artifacts, "Model")
     pushed = _last(artifacts, "PushedModel")
     return RunSummary(
         run_id=run_id,
-        rows_generated=generated.properties["rows_written"].int_value if generated else None,
+        rows_generated=(
+            generated.custom_properties["rows_written"].int_value if generated else None
+        ),
         rows_per_split=_rows_per_split(statistics) if statistics else {},
         anomalies=_anomaly_lines(anomalies) if anomalies else [],
         training_seconds=(

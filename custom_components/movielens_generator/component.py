@@ -9,15 +9,14 @@ from custom_components.movielens_generator import executor
 
 
 class LoggedInteractions(artifact.Artifact):
-    """A batch of logged interactions in a BigQuery table."""
+    """A batch of logged interactions in a BigQuery table.
 
-    TYPE_NAME = "LoggedInteractions"
-    PROPERTIES = {
-        "table": artifact.Property(type=artifact.PropertyType.STRING),
-        "event_id_prefix": artifact.Property(type=artifact.PropertyType.STRING),
-        "rows_in_batch": artifact.Property(type=artifact.PropertyType.INT),
-        "rows_written": artifact.Property(type=artifact.PropertyType.INT),
-    }
+    Its facts (table, event_id_prefix, rows_in_batch, rows_written) are custom
+    properties: Vertex Pipelines accepts custom artifact types only with a
+    namespaced name and no declared PROPERTIES.
+    """
+
+    TYPE_NAME = "mlbandits.LoggedInteractions"
 
 
 class MovieLensGeneratorSpec(types.ComponentSpec):

@@ -42,10 +42,10 @@ class Executor(base_executor.BaseExecutor):
         logging.info("Generator wrote %d new of %d events to %s", written, len(batch), table_id)
 
         output = artifact_utils.get_single_instance(output_dict["logged_interactions"])
-        output.table = table_id
-        output.event_id_prefix = prefix
-        output.rows_in_batch = len(batch)
-        output.rows_written = written
+        output.set_string_custom_property("table", table_id)
+        output.set_string_custom_property("event_id_prefix", prefix)
+        output.set_int_custom_property("rows_in_batch", len(batch))
+        output.set_int_custom_property("rows_written", written)
 
 
 def endpoints_from(exec_properties: Dict[str, Any]) -> clients.BigQueryEndpoints:
