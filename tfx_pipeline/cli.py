@@ -6,7 +6,7 @@ import time
 from typing import List, Optional
 
 from tfx_pipeline import config as config_lib
-from tfx_pipeline import vertex_cli
+from tfx_pipeline import lineage_cli, vertex_cli
 
 
 def _positive_int(text: str) -> int:
@@ -62,6 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     vertex_cli.add_vertex_commands(commands)
+    lineage_cli.add_lineage_commands(commands)
 
     emulator = commands.add_parser(
         "emulator",
@@ -194,6 +195,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         if args.command == "vertex":
             return vertex_cli.run_vertex_command(args)
         config = load_cli_config(args)
+        if args.command == "lineage":
+            return lineage_cli.run_lineage_command(args, config)
         if args.command == "demo":
             return run_demo_command(config)
         return run_pipeline_command(config, retraining=args.command == "retrain")

@@ -72,7 +72,7 @@ def summarize_latest_run(store: metadata_store.MetadataStore, pipeline_name: str
         rows_generated=(
             generated.custom_properties["rows_written"].int_value if generated else None
         ),
-        rows_per_split=_rows_per_split(statistics) if statistics else {},
+        rows_per_split=rows_per_split(statistics) if statistics else {},
         anomalies=_anomaly_lines(anomalies) if anomalies else [],
         training_seconds=(
             model.custom_properties["training_seconds"].double_value
@@ -96,7 +96,7 @@ def _split_names(artifact: metadata_store_pb2.Artifact) -> List[str]:
     return artifact_utils.decode_split_names(artifact.properties["split_names"].string_value)
 
 
-def _rows_per_split(statistics: metadata_store_pb2.Artifact) -> Dict[str, int]:
+def rows_per_split(statistics: metadata_store_pb2.Artifact) -> Dict[str, int]:
     rows = {}
     for split in _split_names(statistics):
         stats = stats_util.load_stats_binary(
