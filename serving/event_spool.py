@@ -29,7 +29,7 @@ _BUSY_TIMEOUT_S = 5.0
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS outbox (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    seq INTEGER PRIMARY KEY,
     destination TEXT NOT NULL,
     event_id TEXT NOT NULL,
     payload TEXT NOT NULL,

@@ -27,6 +27,7 @@ import threading
 import time
 from typing import IO, Any, Optional, Sequence
 
+import requests
 from google.cloud import bigquery
 
 from serving.event_spool import PREDICTIONS, REWARDS, EventSpool, OutboxRecord, RewardStatus
@@ -35,14 +36,14 @@ from tfx_pipeline.bigquery.tables import PREDICTIONS_SCHEMA, REWARDS_SCHEMA, ens
 
 _LOG = logging.getLogger(__name__)
 _SCHEMAS = {PREDICTIONS: PREDICTIONS_SCHEMA, REWARDS: REWARDS_SCHEMA}
-_PYTHON_TYPES: dict[str, tuple[type, ...]] = {
-    "STRING": (str,),
-    "INT64": (int,),
-    "INTEGER": (int,),
-    "FLOAT64": (int, float),
-    "FLOAT": (int, float),
-    "BOOL": (bool,),
-    "BOOLEAN": (bool,),
+_PYTHON_TYPES: dict[str, frozenset[type]] = {
+    "STRING": frozenset({str}),
+    "INT64": frozenset({int}),
+    "INTEGER": frozenset({int}),
+    "FLOAT64": frozenset({int, float}),
+    "FLOAT": frozenset({int, float}),
+    "BOOL": frozenset({bool}),
+    "BOOLEAN": frozenset({bool}),
 }
 # Network calls one shipping round can still be in when close()'s deadline passes.
 _CALLS_PER_ROUND = 3
@@ -84,7 +85,11 @@ class PredictionLogger:
         initial_backoff_s: float = 0.2,
         max_backoff_s: float = 10.0,
         request_timeout_s: float = 5.0,
+        reward_window_s: float = 7 * 24 * 3600.0,
     ) -> None:
+        """`reward_window_s`: how long a served event accepts its reward; older events are
+        pruned from the spool's registry (checked every `min(reward_window_s, 1 h)`), which
+        keeps the spool's size bounded, and their late rewards are refused as unknown."""
         if batch_size < 1:
             raise ValueError(f"batch_size must be positive, got {batch_size}")
         self._spool = spool
@@ -96,6 +101,9 @@ class PredictionLogger:
         self._initial_backoff_s = initial_backoff_s
         self._max_backoff_s = max_backoff_s
         self._request_timeout_s = request_timeout_s
+        self._reward_window_s = reward_window_s
+        self._prune_every_s = min(reward_window_s, 3600.0)
+        self._next_prune = 0.0
         self._client: Optional[bigquery.Client] = None
         self._table_ids: dict[str, str] = {}
         self._wake = threading.Event()
@@ -119,12 +127,12 @@ class PredictionLogger:
 
     def log_predictions(self, rows: Sequence[dict[str, Any]]) -> None:
         """Durably spools served predictions; raises ValueError for rows BigQuery would refuse."""
-        self._spool.append_predictions([_prepare_row(row, PREDICTIONS_SCHEMA) for row in rows])
+        self._spool.append_predictions([_prepare_row(row, _COLUMNS[PREDICTIONS]) for row in rows])
         self._wake.set()
 
     def log_reward(self, event_id: str, row: dict[str, Any]) -> RewardStatus:
         """Durably spools a reward unless its event is unknown or already rewarded."""
-        prepared = _prepare_row({**row, "event_id": event_id}, REWARDS_SCHEMA)
+        prepared = _prepare_row({**row, "event_id": event_id}, _COLUMNS[REWARDS])
         status = self._spool.record_reward(event_id, prepared)
         if status is RewardStatus.ACCEPTED:
             self._wake.set()
@@ -160,18 +168,26 @@ class PredictionLogger:
         failures = 0
         while not self._finished():
             self._wake.clear()
+            self._prune_if_due()
             try:
                 progressed = self._ship_round()
             except Exception as exc:  # whatever failed, the rows are safe in the spool
                 failures += 1
                 self._record_failure(exc, failures)
-                self._pause(self._backoff_s(failures))
+                self._pause(self._backoff_s(failures, exc))
                 continue
             if failures:
                 _LOG.info("shipping to BigQuery works again after %d failed attempts", failures)
                 failures = 0
             if not progressed:
                 self._wake.wait(self._poll_interval_s)
+
+    def _prune_if_due(self) -> None:
+        if time.monotonic() >= self._next_prune:
+            self._next_prune = time.monotonic() + self._prune_every_s
+            pruned = self._spool.prune_served(self._reward_window_s)
+            if pruned:
+                _LOG.info("forgot %d served events older than the reward window", pruned)
 
     def _finished(self) -> bool:
         """After close(): once the spool is empty or the flush deadline has passed."""
@@ -198,9 +214,15 @@ class PredictionLogger:
         if self._client is None:
             self._client = make_bigquery_client(self._endpoints)
         if not self._table_ids:
-            client = _FailFastClient(self._client, self._request_timeout_s)
             self._table_ids = {
-                destination: ensure_table(client, self._dataset, name, _SCHEMAS[destination])
+                destination: ensure_table(
+                    self._client,
+                    self._dataset,
+                    name,
+                    _SCHEMAS[destination],
+                    retry=None,
+                    timeout=self._request_timeout_s,
+                )
                 for destination, name in self._table_names.items()
             }
 
@@ -258,10 +280,17 @@ class PredictionLogger:
         log = _LOG.warning if failures == 1 else _LOG.debug
         log("shipping to BigQuery failed (attempt %d); will retry: %s", failures, self._last_error)
 
-    def _backoff_s(self, failures: int) -> float:
-        """Exponential and capped, with jitter so many servers do not retry in lock-step."""
+    def _backoff_s(self, failures: int, exc: Exception) -> float:
+        """Exponential and capped, with jitter so many servers do not retry in lock-step.
+
+        After a timeout BigQuery may still be writing the batch; asking at once which
+        rows landed could miss them, so it gets as long again as the call had.
+        """
         ceiling = min(self._max_backoff_s, self._initial_backoff_s * 2 ** min(failures - 1, _MAX_BACKOFF_EXPONENT))
-        return random.uniform(ceiling / 2, ceiling)
+        delay = random.uniform(ceiling / 2, ceiling)
+        if isinstance(exc, requests.exceptions.Timeout):
+            delay = max(delay, self._request_timeout_s)
+        return delay
 
     def _pause(self, seconds: float) -> None:
         """Backs off; close() cuts a back-off short, but a closing logger still retries until its deadline."""
@@ -269,28 +298,6 @@ class PredictionLogger:
             time.sleep(max(0.0, min(seconds, self._deadline - time.monotonic())))
         else:
             self._closing.wait(seconds)
-
-
-class _FailFastClient:
-    """The two client calls `ensure_table` makes, with this logger's timeout and no retry.
-
-    `ensure_table` uses the library defaults, which retry for up to 10 minutes and
-    would hold close() hostage during an outage; the shipper retries on its own.
-    """
-
-    def __init__(self, client: bigquery.Client, timeout_s: float) -> None:
-        self._client = client
-        self._timeout_s = timeout_s
-
-    @property
-    def project(self) -> str:
-        return self._client.project
-
-    def create_dataset(self, dataset: bigquery.Dataset, exists_ok: bool = False) -> bigquery.Dataset:
-        return self._client.create_dataset(dataset, exists_ok=exists_ok, retry=None, timeout=self._timeout_s)
-
-    def create_table(self, table: bigquery.Table, exists_ok: bool = False) -> bigquery.Table:
-        return self._client.create_table(table, exists_ok=exists_ok, retry=None, timeout=self._timeout_s)
 
 
 def _lock_spool(spool: EventSpool) -> IO[str]:
@@ -304,29 +311,55 @@ def _lock_spool(spool: EventSpool) -> IO[str]:
     return lock_file
 
 
-def _prepare_row(row: dict[str, Any], schema: Sequence[bigquery.SchemaField]) -> dict[str, Any]:
-    """The row as plain JSON values, checked against the table schema.
+@dataclasses.dataclass(frozen=True)
+class _Column:
+    """What validation needs of a schema field, read once instead of per value."""
+
+    name: str
+    kind: str
+    types: frozenset[type]
+    required: bool
+    repeated: bool
+
+
+def _columns(schema: Sequence[bigquery.SchemaField]) -> dict[str, _Column]:
+    columns = {}
+    for field in schema:
+        kind = field.field_type.upper()
+        if kind != "TIMESTAMP" and kind not in _PYTHON_TYPES:
+            raise ValueError(f"column {field.name} has type {kind}, which the logger does not handle")
+        mode = (field.mode or "NULLABLE").upper()
+        columns[field.name] = _Column(
+            field.name, kind, _PYTHON_TYPES.get(kind, frozenset()), mode == "REQUIRED", mode == "REPEATED"
+        )
+    return columns
+
+
+_COLUMNS = {PREDICTIONS: _columns(PREDICTIONS_SCHEMA), REWARDS: _columns(REWARDS_SCHEMA)}
+
+
+def _prepare_row(row: dict[str, Any], columns: dict[str, _Column]) -> dict[str, Any]:
+    """The row as plain JSON values, checked against the table's columns.
 
     A row BigQuery refuses would be retried forever and hold up every row behind
     it, so it is refused here, where the caller can still answer with an error.
     """
-    fields = {field.name: field for field in schema}
-    unknown = set(row) - set(fields)
+    unknown = row.keys() - columns.keys()
     if unknown:
-        raise ValueError(f"unknown columns {sorted(unknown)}; the table has {sorted(fields)}")
+        raise ValueError(f"unknown columns {sorted(unknown)}; the table has {sorted(columns)}")
     prepared = {}
-    for name, field in fields.items():
+    for name, column in columns.items():
         value = _plain(row.get(name))
         if value is None:
-            if field.mode == "REQUIRED":
+            if column.required:
                 raise ValueError(f"column {name} is required")
             continue
-        if field.mode == "REPEATED":
+        if column.repeated:
             if not isinstance(value, (list, tuple)):
                 raise ValueError(f"column {name} is REPEATED: expected a list, got {value!r}")
-            prepared[name] = [_checked(field, _plain(item)) for item in value]
+            prepared[name] = [_checked(column, item) for item in value]
         else:
-            prepared[name] = _checked(field, value)
+            prepared[name] = _checked(column, value)
     return prepared
 
 
@@ -335,17 +368,16 @@ def _plain(value: Any) -> Any:
     return value.tolist() if hasattr(value, "tolist") else value
 
 
-def _checked(field: bigquery.SchemaField, value: Any) -> Any:
-    kind = field.field_type.upper()
-    if kind == "TIMESTAMP":
-        return _timestamp(field.name, value)
-    expected = _PYTHON_TYPES.get(kind)
-    if expected is None:
-        raise ValueError(f"column {field.name} has type {kind}, which the logger does not handle")
-    if not isinstance(value, expected) or (isinstance(value, bool) and bool not in expected):
-        raise ValueError(f"column {field.name} is {kind}, got {value!r}")
-    if isinstance(value, float) and not math.isfinite(value):
-        raise ValueError(f"column {field.name} must be finite, got {value!r}")
+def _checked(column: _Column, value: Any) -> Any:
+    """Exact type match: True is no INT64 and "3" is no INT64, though BigQuery might coerce them."""
+    if column.kind == "TIMESTAMP":
+        return _timestamp(column.name, value)
+    if type(value) not in column.types:
+        value = _plain(value)
+        if type(value) not in column.types:
+            raise ValueError(f"column {column.name} is {column.kind}, got {value!r}")
+    if type(value) is float and not math.isfinite(value):
+        raise ValueError(f"column {column.name} must be finite, got {value!r}")
     return value
 
 

@@ -4,9 +4,11 @@ The schema is flat on purpose: TFX's BigQueryExampleGen converts only INTEGER,
 FLOAT, STRING and BOOLEAN columns (scalar or REPEATED), so no RECORDs.
 """
 
-from typing import Iterable, List, Sequence, Set
+from typing import Iterable, List, Optional, Sequence, Set
 
+from google.api_core.retry import Retry
 from google.cloud import bigquery
+from google.cloud.bigquery.retry import DEFAULT_RETRY
 
 LOGGED_INTERACTIONS_SCHEMA = (
     bigquery.SchemaField("event_id", "STRING", mode="REQUIRED"),
@@ -51,14 +53,23 @@ def ensure_table(
     dataset: str,
     table: str,
     schema: Sequence[bigquery.SchemaField] = LOGGED_INTERACTIONS_SCHEMA,
+    retry: Optional[Retry] = DEFAULT_RETRY,
+    timeout: Optional[float] = None,
 ) -> str:
     """Creates dataset and table if missing and checks an existing table's columns.
 
+    `retry` and `timeout` go to both API calls: callers that retry on their own
+    (the serving logger) pass `retry=None` and a short timeout so an outage
+    fails fast instead of being retried by the client for minutes.
     Returns the fully qualified table id.
     """
-    client.create_dataset(bigquery.Dataset(f"{client.project}.{dataset}"), exists_ok=True)
+    client.create_dataset(
+        bigquery.Dataset(f"{client.project}.{dataset}"), exists_ok=True, retry=retry, timeout=timeout
+    )
     table_id = f"{client.project}.{dataset}.{table}"
-    existing = client.create_table(bigquery.Table(table_id, schema=list(schema)), exists_ok=True)
+    existing = client.create_table(
+        bigquery.Table(table_id, schema=list(schema)), exists_ok=True, retry=retry, timeout=timeout
+    )
     want = {f.name: _normalise(f) for f in schema}
     have = {f.name: _normalise(f) for f in existing.schema}
     missing = {name: kind for name, kind in want.items() if have.get(name) != kind}
