@@ -12,7 +12,7 @@ from tf_agents.trajectories import time_step as ts
 
 from custom_components.bandit_trainer.agents import bandit_specs
 from custom_components.bandit_trainer.policy_metadata import PolicyMetadata, write_policy_metadata
-from serving.policy_scorer import linucb_scorer, load_policy_scorer
+from serving.policy_scorer import linucb_scorer, load_policy_scorer, read_model_variables
 from serving.saved_policy import load_saved_policy, policy_actions
 
 OBSERVATION_DIM = 20
@@ -149,6 +149,15 @@ def test_scores_match_the_linucb_formula(policies):
         np.testing.assert_allclose(scorer.scores(x)[:, arm], mean + 0.5 * bonus, rtol=1e-9)
 
 
+def test_checkpoint_variables_equal_the_loaded_policy_variables(policies):
+    saved = tf.saved_model.load(policies["20_arms_bias"])
+    expected = {v.name.split(":")[0]: v.numpy() for v in saved.model_variables}
+    actual = read_model_variables(policies["20_arms_bias"])
+    assert sorted(actual) == sorted(expected)
+    for name, value in expected.items():
+        np.testing.assert_array_equal(actual[name], value, err_msg=name)
+
+
 def test_scores_reject_wrong_observation_width(policies):
     scorer = load_policy_scorer(policies["20_arms"])
     with pytest.raises(ValueError, match=r"\[N, 20\]"):
@@ -161,7 +170,9 @@ def test_missing_sidecar_is_reported(tmp_path, policies):
 
 
 def test_statistics_must_match_metadata():
-    metadata = PolicyMetadata("LinUCB", observation_dim=3, num_actions=2, alpha=1.0, tikhonov_weight=1.0)
+    metadata = PolicyMetadata(
+        "LinUCB", observation_dim=3, num_actions=2, alpha=1.0, tikhonov_weight=1.0
+    )
     with pytest.raises(ValueError, match="cov_matrices"):
         linucb_scorer(metadata, np.zeros((2, 4, 3)), np.zeros((2, 4)))
     with pytest.raises(ValueError, match="theta"):

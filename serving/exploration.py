@@ -1,0 +1,95 @@
+"""Turns policy scores into action probabilities and samples logged actions.
+
+LinUCB's own choice is deterministic, so its logs would hold propensity 1 for
+one arm and 0 for the rest and off-policy training could not learn about the
+others. Serving therefore samples from a distribution that gives every arm a
+known, positive probability, and logs that probability as the propensity.
+"""
+
+import dataclasses
+import math
+from typing import Tuple
+
+import numpy as np
+
+STRATEGIES = ("epsilon_greedy", "boltzmann")
+
+
+@dataclasses.dataclass(frozen=True)
+class ExplorationConfig:
+    """How serving explores around the policy's scores.
+
+    Attributes:
+      strategy: "epsilon_greedy" or "boltzmann".
+      epsilon: epsilon-greedy's share of uniform exploration, in [0, 1].
+      temperature: Boltzmann's softmax temperature, finite and > 0.
+    """
+
+    strategy: str = "epsilon_greedy"
+    epsilon: float = 0.1
+    temperature: float = 1.0
+
+    def __post_init__(self) -> None:
+        if self.strategy not in STRATEGIES:
+            raise ValueError(f"exploration strategy {self.strategy!r} is not one of {STRATEGIES}")
+        if not 0.0 <= self.epsilon <= 1.0:
+            raise ValueError(f"exploration epsilon must lie in [0, 1], got {self.epsilon}")
+        if not (math.isfinite(self.temperature) and self.temperature > 0.0):
+            raise ValueError(
+                f"exploration temperature must be finite and > 0, got {self.temperature}"
+            )
+
+    @property
+    def policy_id_suffix(self) -> str:
+        """The strategy and its parameter, for the logged `policy_id`."""
+        if self.strategy == "epsilon_greedy":
+            return f"epsilon_greedy(epsilon={self.epsilon:g})"
+        return f"boltzmann(temperature={self.temperature:g})"
+
+
+def action_probabilities(config: ExplorationConfig, scores: np.ndarray) -> np.ndarray:
+    """[N, K] scores -> [N, K] probabilities under the configured strategy."""
+    if config.strategy == "epsilon_greedy":
+        return epsilon_greedy(scores, config.epsilon)
+    return boltzmann(scores, config.temperature)
+
+
+def epsilon_greedy(scores: np.ndarray, epsilon: float) -> np.ndarray:
+    """(1 - epsilon) on each row's argmax (lowest index on ties) plus epsilon / K on every arm."""
+    scores = _as_score_matrix(scores)
+    n, k = scores.shape
+    probabilities = np.full((n, k), epsilon / k)
+    probabilities[np.arange(n), np.argmax(scores, axis=1)] += 1.0 - epsilon
+    return probabilities
+
+
+def boltzmann(scores: np.ndarray, temperature: float) -> np.ndarray:
+    """Row-wise softmax of scores / temperature, shifted by the row max so it cannot overflow."""
+    scaled = _as_score_matrix(scores) / temperature
+    weights = np.exp(scaled - scaled.max(axis=1, keepdims=True))
+    return weights / weights.sum(axis=1, keepdims=True)
+
+
+def sample_actions(
+    probabilities: np.ndarray, rng: np.random.Generator
+) -> Tuple[np.ndarray, np.ndarray]:
+    """Draws one action per row; returns (actions, the drawn actions' probabilities).
+
+    Inverse-CDF sampling with the uniform draw scaled by the row's total, so
+    rounding in the cumulative sum can neither skip the last arms nor pick an
+    arm whose probability is zero.
+    """
+    probabilities = np.asarray(probabilities, dtype=np.float64)
+    num_actions = probabilities.shape[1]
+    cumulative = np.cumsum(probabilities, axis=1)
+    draws = rng.random(len(probabilities)) * cumulative[:, -1]
+    last_possible = num_actions - 1 - np.argmax(probabilities[:, ::-1] > 0.0, axis=1)
+    actions = np.minimum((cumulative <= draws[:, None]).sum(axis=1), last_possible)
+    return actions, probabilities[np.arange(len(actions)), actions]
+
+
+def _as_score_matrix(scores: np.ndarray) -> np.ndarray:
+    scores = np.asarray(scores, dtype=np.float64)
+    if scores.ndim != 2 or scores.shape[1] == 0:
+        raise ValueError(f"scores must have shape [N, K] with K >= 1, got {scores.shape}")
+    return scores

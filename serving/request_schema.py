@@ -1,0 +1,167 @@
+"""Parses and validates request bodies; every error names the offending field.
+
+Pure functions of the raw body, so each bad-input case is testable without a
+server. A request that fails here gets HTTP 400 with the message as-is.
+"""
+
+import dataclasses
+import json
+import sys
+from typing import Any, List, Optional
+
+import numpy as np
+
+# Observations are cast to float32 by the policy; larger magnitudes become inf.
+FLOAT32_MAX = float(np.finfo(np.float32).max)
+FLOAT64_MAX = sys.float_info.max
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+MAX_EVENT_ID_LENGTH = 128
+_INSTANCE_FIELDS = ("observation", "user_id")
+
+
+class RequestError(ValueError):
+    """A request the server refuses; the message starts with the field's path."""
+
+
+@dataclasses.dataclass(frozen=True)
+class PredictRequest:
+    """A validated batch: observations [N, observation_dim] and N optional user ids."""
+
+    observations: np.ndarray
+    user_ids: List[Optional[int]]
+
+
+@dataclasses.dataclass(frozen=True)
+class RewardRequest:
+    event_id: str
+    reward: float
+
+
+def parse_predict_request(body: bytes, observation_dim: int, max_instances: int) -> PredictRequest:
+    """`{"instances": [{"observation": [...], "user_id": int|null}, ...]}` -> PredictRequest.
+
+    A top-level `parameters` is tolerated when null or empty because Vertex AI
+    clients may send one; this model takes none.
+    """
+    document = _json_object(body)
+    _reject_unknown(document, ("instances", "parameters"), "")
+    if document.get("parameters") not in (None, {}):
+        raise RequestError("parameters: this model takes no parameters; omit the field")
+    if "instances" not in document:
+        raise RequestError("instances: required field is missing")
+    instances = document["instances"]
+    if not isinstance(instances, list):
+        raise RequestError(f"instances: expected an array, got {_json_type(instances)}")
+    if not 1 <= len(instances) <= max_instances:
+        raise RequestError(
+            f"instances: expected 1 to {max_instances} instances, got {len(instances)}"
+        )
+    observations = np.empty((len(instances), observation_dim), dtype=np.float64)
+    user_ids: List[Optional[int]] = []
+    for i, instance in enumerate(instances):
+        where = f"instances[{i}]"
+        if not isinstance(instance, dict):
+            raise RequestError(f"{where}: expected an object, got {_json_type(instance)}")
+        _reject_unknown(instance, _INSTANCE_FIELDS, where + ".")
+        if "observation" not in instance:
+            raise RequestError(f"{where}.observation: required field is missing")
+        observations[i] = _observation(
+            instance["observation"], f"{where}.observation", observation_dim
+        )
+        user_ids.append(_user_id(instance.get("user_id"), f"{where}.user_id"))
+    return PredictRequest(observations=observations, user_ids=user_ids)
+
+
+def parse_reward_request(body: bytes) -> RewardRequest:
+    """`{"event_id": str, "reward": number}` -> RewardRequest."""
+    document = _json_object(body)
+    _reject_unknown(document, ("event_id", "reward"), "")
+    for field in ("event_id", "reward"):
+        if field not in document:
+            raise RequestError(f"{field}: required field is missing")
+    event_id = document["event_id"]
+    if not isinstance(event_id, str) or not 1 <= len(event_id) <= MAX_EVENT_ID_LENGTH:
+        raise RequestError(
+            f"event_id: expected a string of 1 to {MAX_EVENT_ID_LENGTH} characters, "
+            f"got {_describe(event_id)}"
+        )
+    reward = document["reward"]
+    if not _is_number(reward):
+        raise RequestError(f"reward: expected a number, got {_json_type(reward)}")
+    # False for NaN too; compares big ints exactly instead of overflowing.
+    if not -FLOAT64_MAX <= reward <= FLOAT64_MAX:
+        raise RequestError(f"reward: expected a finite number, got {_short(reward)}")
+    return RewardRequest(event_id=event_id, reward=float(reward))
+
+
+def _json_object(body: bytes) -> dict:
+    try:
+        document = json.loads(body)
+    except ValueError as error:  # bad UTF-8, bad JSON, or an int of over 4300 digits
+        raise RequestError(f"request body: not valid JSON ({error})") from None
+    if not isinstance(document, dict):
+        raise RequestError(f"request body: expected a JSON object, got {_json_type(document)}")
+    return document
+
+
+def _reject_unknown(document: dict, allowed: tuple, prefix: str) -> None:
+    for field in document:
+        if field not in allowed:
+            raise RequestError(f"{prefix}{field}: unexpected field (allowed: {', '.join(allowed)})")
+
+
+def _observation(value: Any, where: str, observation_dim: int) -> List[float]:
+    if not isinstance(value, list):
+        raise RequestError(
+            f"{where}: expected an array of {observation_dim} numbers, got {_json_type(value)}"
+        )
+    if len(value) != observation_dim:
+        raise RequestError(f"{where}: expected {observation_dim} numbers, got {len(value)}")
+    for j, number in enumerate(value):
+        if not _is_number(number):
+            raise RequestError(f"{where}[{j}]: expected a number, got {_json_type(number)}")
+        # False for NaN too; compares big ints exactly instead of overflowing.
+        if not -FLOAT32_MAX <= number <= FLOAT32_MAX:
+            raise RequestError(
+                f"{where}[{j}]: expected a finite number within float32 range, got {_short(number)}"
+            )
+    return value
+
+
+def _user_id(value: Any, where: str) -> Optional[int]:
+    if value is None:
+        return None
+    if type(value) is not int:
+        raise RequestError(f"{where}: expected an integer or null, got {_json_type(value)}")
+    if not INT64_MIN <= value <= INT64_MAX:
+        raise RequestError(f"{where}: {value} is outside the INT64 range")
+    return value
+
+
+def _is_number(value: Any) -> bool:
+    return type(value) in (int, float)
+
+
+def _short(number: float) -> str:
+    text = repr(number)
+    return text if len(text) <= 32 else f"{text[:12]}...({len(text)} digits)"
+
+
+def _json_type(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, (int, float)):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, list):
+        return "array"
+    return "object"
+
+
+def _describe(value: Any) -> str:
+    if isinstance(value, str):
+        return f"a string of {len(value)} characters"
+    return _json_type(value)

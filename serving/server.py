@@ -1,0 +1,245 @@
+"""The prediction and reward HTTP server, on Vertex AI's custom-container contract.
+
+Every served prediction is written to the logger (a durable local spool)
+before its response is sent, so an action the client has seen is always in
+the logs. Rewards are accepted once per served event. Request errors are
+answered with 400 and a message naming the field; the server keeps serving.
+"""
+
+import asyncio
+import dataclasses
+import datetime
+import logging
+import uuid
+from typing import List, Optional, Protocol, Tuple
+
+import numpy as np
+from aiohttp import web
+
+from custom_components.bandit_trainer.policy_metadata import PolicyMetadata
+from serving.event_spool import RewardStatus
+from serving.exploration import ExplorationConfig, action_probabilities, sample_actions
+from serving.model_registry import ModelRegistry, ServingModel
+from serving.request_schema import RequestError, parse_predict_request, parse_reward_request
+
+_LOG = logging.getLogger(__name__)
+
+
+class Scorer(Protocol):
+    """What the server needs from a loaded policy (serving.policy_scorer's scorers)."""
+
+    metadata: PolicyMetadata
+    num_actions: int
+    observation_dim: int
+
+    def scores(self, observations: np.ndarray) -> np.ndarray: ...
+
+
+class PredictionLog(Protocol):
+    """The logger's interface (serving.prediction_logger.PredictionLogger)."""
+
+    def log_predictions(self, rows: List[dict]) -> None: ...
+
+    def log_reward(self, event_id: str, row: dict) -> RewardStatus: ...
+
+
+@dataclasses.dataclass(frozen=True)
+class ServerConfig:
+    """Where to listen and what to accept; defaults follow Vertex AI's AIP_* defaults."""
+
+    host: str = "127.0.0.1"
+    port: int = 8080
+    health_route: str = "/health"
+    predict_route: str = "/predict"
+    reward_route: str = "/reward"
+    max_instances: int = 1000
+    max_body_bytes: int = 8 * 1024 * 1024
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.port <= 65535:
+            raise ValueError(f"port must lie in [0, 65535], got {self.port}")
+        routes = (self.health_route, self.predict_route, self.reward_route)
+        for route in routes:
+            if not route.startswith("/"):
+                raise ValueError(f"route {route!r} must start with '/'")
+        if len(set(routes)) != len(routes):
+            raise ValueError(f"health, predict and reward routes must differ, got {routes}")
+        if self.max_instances < 1:
+            raise ValueError(f"max_instances must be >= 1, got {self.max_instances}")
+
+
+class BanditServer:
+    """Request handlers around a model registry, an exploration strategy and a logger."""
+
+    def __init__(
+        self,
+        registry: ModelRegistry[Scorer],
+        logger: PredictionLog,
+        exploration: ExplorationConfig,
+        config: ServerConfig = ServerConfig(),
+        rng: Optional[np.random.Generator] = None,
+    ) -> None:
+        self._registry = registry
+        self._logger = logger
+        self._batcher = PredictionBatcher(logger)
+        self._exploration = exploration
+        self.config = config
+        self._rng = rng if rng is not None else np.random.default_rng()
+
+    def build_app(self) -> web.Application:
+        app = web.Application(
+            client_max_size=self.config.max_body_bytes,
+            middlewares=[_json_errors],
+        )
+        app.router.add_get(self.config.health_route, self.health)
+        app.router.add_post(self.config.predict_route, self.predict)
+        app.router.add_post(self.config.reward_route, self.reward)
+        return app
+
+    async def health(self, request: web.Request) -> web.Response:
+        """503 until a policy is loaded, so Vertex AI routes no traffic before then."""
+        model = self._registry.current
+        if model is None:
+            return web.json_response(
+                {"status": "loading", "error": "no policy loaded yet"}, status=503
+            )
+        return web.json_response({"status": "ok", "model_version": model.version})
+
+    async def predict(self, request: web.Request) -> web.Response:
+        model = self._registry.current  # this request's model, even if a newer one lands meanwhile
+        if model is None:
+            return _error(503, "no policy loaded yet; retry when the health route returns 200")
+        try:
+            parsed = parse_predict_request(
+                await request.read(), model.scorer.observation_dim, self.config.max_instances
+            )
+        except RequestError as error:
+            return _error(400, str(error))
+        probabilities = action_probabilities(
+            self._exploration, model.scorer.scores(parsed.observations)
+        )
+        actions, propensities = sample_actions(probabilities, self._rng)
+        rows = self._prediction_rows(
+            model, parsed.observations, parsed.user_ids, actions, propensities
+        )
+        try:
+            await self._batcher.log(rows)
+        except Exception:  # an unlogged action must not reach the client
+            _LOG.exception("could not log %d predictions; refusing the request", len(rows))
+            return _error(503, "the prediction could not be logged; retry")
+        return web.json_response(
+            {
+                "predictions": [
+                    {
+                        "action": row["action"],
+                        "propensity": row["propensity"],
+                        "event_id": row["event_id"],
+                        "model_version": row["model_version"],
+                    }
+                    for row in rows
+                ]
+            }
+        )
+
+    async def reward(self, request: web.Request) -> web.Response:
+        try:
+            parsed = parse_reward_request(await request.read())
+        except RequestError as error:
+            return _error(400, str(error))
+        row = {"event_id": parsed.event_id, "reward_time": _now_iso(), "reward": parsed.reward}
+        status = self._logger.log_reward(parsed.event_id, row)
+        if status is RewardStatus.UNKNOWN_EVENT:
+            return _error(404, f"event_id: no prediction with id {parsed.event_id!r} was served")
+        if status is RewardStatus.DUPLICATE:
+            return _error(409, f"event_id: a reward for {parsed.event_id!r} was already recorded")
+        return web.json_response({"status": "accepted"})
+
+    def _prediction_rows(
+        self,
+        model: ServingModel[Scorer],
+        observations: np.ndarray,
+        user_ids: List[Optional[int]],
+        actions: np.ndarray,
+        propensities: np.ndarray,
+    ) -> List[dict]:
+        event_time = _now_iso()
+        policy_id = f"{model.scorer.metadata.agent}+{self._exploration.policy_id_suffix}"
+        return [
+            {
+                "event_id": uuid.uuid4().hex,
+                "event_time": event_time,
+                "user_id": user_id,
+                "observation": observation,
+                "action": action,
+                "propensity": propensity,
+                "model_version": model.version,
+                "policy_id": policy_id,
+            }
+            for user_id, observation, action, propensity in zip(
+                user_ids, observations.tolist(), actions.tolist(), propensities.tolist()
+            )
+        ]
+
+
+class PredictionBatcher:
+    """Logs the rows of all requests that are ready in one event-loop turn with one call.
+
+    Each `log_predictions` call is one durable SQLite transaction, the
+    largest cost of a prediction; requests arriving together share it. A
+    lone request is logged in the very next loop turn, so it waits no longer.
+    """
+
+    def __init__(self, logger: PredictionLog) -> None:
+        self._logger = logger
+        self._waiting: List[Tuple[List[dict], asyncio.Future]] = []
+
+    async def log(self, rows: List[dict]) -> None:
+        """Returns once the rows are durable; raises what the logger raised."""
+        loop = asyncio.get_running_loop()
+        if not self._waiting:
+            loop.call_soon(self._flush)
+        done = loop.create_future()
+        self._waiting.append((rows, done))
+        await done
+
+    def _flush(self) -> None:
+        waiting, self._waiting = self._waiting, []
+        try:
+            self._logger.log_predictions([row for rows, _ in waiting for row in rows])
+        except Exception as error:  # every request of the batch must fail, not only one
+            for _, done in waiting:
+                if not done.done():
+                    done.set_exception(error)
+            return
+        for _, done in waiting:
+            if not done.done():
+                done.set_result(None)
+
+
+async def start_server(server: BanditServer) -> web.AppRunner:
+    """Listens on the configured host and port; `runner.addresses` tells the port bound for 0."""
+    runner = web.AppRunner(server.build_app(), access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, server.config.host, server.config.port).start()
+    _LOG.info("serving on %s", runner.addresses)
+    return runner
+
+
+@web.middleware
+async def _json_errors(request: web.Request, handler) -> web.StreamResponse:
+    """Errors as JSON like every other answer; a bug in one request never stops the server."""
+    try:
+        return await handler(request)
+    except web.HTTPException as error:
+        return _error(error.status, error.reason if not error.text else error.text)
+    except Exception:
+        _LOG.exception("unhandled error in %s %s", request.method, request.path)
+        return _error(500, "internal error; see the server log")
+
+
+def _error(status: int, message: str) -> web.Response:
+    return web.json_response({"error": message}, status=status)
+
+
+def _now_iso() -> str:
+    return datetime.datetime.now(datetime.timezone.utc).isoformat()

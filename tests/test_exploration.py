@@ -1,0 +1,120 @@
+"""Exploration probabilities are distributions and logged propensities are exact."""
+
+import numpy as np
+import pytest
+
+from serving.exploration import (
+    ExplorationConfig,
+    action_probabilities,
+    boltzmann,
+    epsilon_greedy,
+    sample_actions,
+)
+
+
+def test_epsilon_greedy_puts_the_rest_on_the_argmax():
+    scores = np.array([[0.1, 0.9, 0.3, 0.2], [5.0, 5.0, 1.0, 5.0]])
+    probabilities = epsilon_greedy(scores, 0.2)
+    np.testing.assert_allclose(probabilities[0], [0.05, 0.85, 0.05, 0.05])
+    # Ties go to the lowest index, as TF-Agents' argmax does.
+    np.testing.assert_allclose(probabilities[1], [0.85, 0.05, 0.05, 0.05])
+
+
+def test_epsilon_extremes_are_greedy_and_uniform():
+    scores = np.random.default_rng(0).normal(size=(10, 7))
+    np.testing.assert_array_equal(epsilon_greedy(scores, 0.0), np.eye(7)[np.argmax(scores, axis=1)])
+    np.testing.assert_allclose(epsilon_greedy(scores, 1.0), np.full((10, 7), 1 / 7))
+
+
+def test_boltzmann_is_a_stable_softmax():
+    scores = np.array([[0.0, np.log(3.0)], [1000.0, 1000.0 + np.log(3.0)]])
+    np.testing.assert_allclose(boltzmann(scores, 1.0), [[0.25, 0.75], [0.25, 0.75]])
+    np.testing.assert_allclose(boltzmann(scores, 1e9), np.full((2, 2), 0.5), atol=1e-8)
+    cold = boltzmann(np.array([[1.0, 2.0, 0.0]]), 1e-3)
+    np.testing.assert_allclose(cold, [[0.0, 1.0, 0.0]], atol=1e-300)
+
+
+@pytest.mark.parametrize(
+    "config",
+    [
+        ExplorationConfig("epsilon_greedy", epsilon=0.1),
+        ExplorationConfig("epsilon_greedy", epsilon=0.0),
+        ExplorationConfig("boltzmann", temperature=0.5),
+        ExplorationConfig("boltzmann", temperature=1e-4),
+    ],
+)
+def test_probabilities_sum_to_one_and_propensities_are_exact(config):
+    rng = np.random.default_rng(1)
+    scores = rng.normal(size=(2000, 100)) * 3
+    probabilities = action_probabilities(config, scores)
+    assert probabilities.shape == scores.shape
+    assert (probabilities >= 0).all()
+    np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, rtol=0, atol=1e-12)
+    actions, propensities = sample_actions(probabilities, rng)
+    assert actions.dtype.kind == "i" and ((0 <= actions) & (actions < 100)).all()
+    np.testing.assert_array_equal(propensities, probabilities[np.arange(2000), actions])
+    assert (propensities > 0).all(), "a zero-probability action was drawn"
+
+
+@pytest.mark.parametrize(
+    "probabilities",
+    [
+        [0.5, 0.25, 0.125, 0.125],
+        [0.0, 0.7, 0.0, 0.3],
+        [0.025, 0.025, 0.925, 0.025],
+    ],
+)
+def test_empirical_frequencies_match_probabilities(probabilities):
+    rng = np.random.default_rng(2)
+    n = 200_000
+    rows = np.tile(np.array(probabilities), (n, 1))
+    actions, propensities = sample_actions(rows, rng)
+    frequencies = np.bincount(actions, minlength=4) / n
+    # Five binomial standard deviations: fails by chance with probability ~1e-6.
+    tolerance = 5 * np.sqrt(np.array(probabilities) * (1 - np.array(probabilities)) / n)
+    np.testing.assert_array_less(np.abs(frequencies - probabilities), tolerance + 1e-12)
+    np.testing.assert_array_equal(propensities, np.array(probabilities)[actions])
+
+
+def test_sampling_epsilon_greedy_over_real_scores_matches_its_distribution():
+    rng = np.random.default_rng(3)
+    scores = np.array([[0.2, 0.1, 0.4, 0.3, 0.0]])
+    probabilities = epsilon_greedy(np.repeat(scores, 100_000, axis=0), 0.3)
+    actions, propensities = sample_actions(probabilities, rng)
+    frequencies = np.bincount(actions, minlength=5) / len(actions)
+    np.testing.assert_allclose(frequencies, [0.06, 0.06, 0.76, 0.06, 0.06], atol=0.005)
+    assert set(np.round(propensities, 12)) == {0.06, 0.76}
+
+
+def test_zero_probability_arms_at_the_end_are_never_drawn():
+    rows = np.tile([0.3, 0.7, 0.0, 0.0], (10_000, 1))
+    actions, _ = sample_actions(rows, np.random.default_rng(4))
+    assert set(actions) <= {0, 1}
+
+
+def test_scores_must_be_a_matrix():
+    with pytest.raises(ValueError, match=r"\[N, K\]"):
+        epsilon_greedy(np.zeros(4), 0.1)
+
+
+@pytest.mark.parametrize(
+    "kwargs, field",
+    [
+        (dict(strategy="thompson"), "strategy"),
+        (dict(epsilon=-0.1), "epsilon"),
+        (dict(epsilon=1.5), "epsilon"),
+        (dict(strategy="boltzmann", temperature=0.0), "temperature"),
+        (dict(strategy="boltzmann", temperature=float("inf")), "temperature"),
+    ],
+)
+def test_config_validation_names_the_field(kwargs, field):
+    with pytest.raises(ValueError, match=field):
+        ExplorationConfig(**kwargs)
+
+
+def test_policy_id_suffix_names_strategy_and_parameter():
+    assert ExplorationConfig().policy_id_suffix == "epsilon_greedy(epsilon=0.1)"
+    assert (
+        ExplorationConfig("boltzmann", temperature=0.5).policy_id_suffix
+        == "boltzmann(temperature=0.5)"
+    )
