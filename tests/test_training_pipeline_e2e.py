@@ -35,6 +35,8 @@ TRAINING_COMPONENTS = {
     "BanditSchemaGen",
     "ExampleValidator",
     "BanditTrainer",
+    "latest_blessed_model_resolver",
+    "PolicyEvaluator",
     "Pusher",
 }
 

@@ -134,20 +134,78 @@ class ValidationConfig:
 
 @dataclasses.dataclass(frozen=True)
 class TrainerConfig:
-    """The TF-Agents agent and its hyper-parameters."""
+    """The TF-Agents agent and its hyper-parameters; an agent ignores settings it does not use."""
 
     agent: str = "LinUCB"
     alpha: float = 1.0
     tikhonov_weight: float = 1.0
+    epsilon: float = 0.05
+    hidden_layers: str = "64,64"
+    encoding_dim: int = 32
+    learning_rate: float = 0.005
+    batch_size: int = 4096
+    epochs: int = 30
+    seed: int = 0
 
     def validate(self) -> None:
+        agents = ("LinUCB", "LinTS", "NeuralEpsilonGreedy", "NeuralLinUCB")
         _require(
-            self.agent in ("LinUCB",),
+            self.agent in agents,
             "trainer.agent",
-            f"{self.agent!r} is not supported; choose LinUCB",
+            f"{self.agent!r} is not supported; choose one of {', '.join(agents)}",
         )
         _require(self.alpha >= 0.0, "trainer.alpha", "must be >= 0")
         _require(self.tikhonov_weight > 0.0, "trainer.tikhonov_weight", "must be > 0")
+        _require(0.0 <= self.epsilon <= 1.0, "trainer.epsilon", "must be in [0, 1]")
+        _require(
+            all(p.strip().isdigit() and int(p) >= 1 for p in self.hidden_layers.split(",")),
+            "trainer.hidden_layers",
+            'must be comma-separated positive integers, e.g. "64,64"',
+        )
+        _require(self.encoding_dim >= 1, "trainer.encoding_dim", "must be >= 1")
+        _require(self.learning_rate > 0.0, "trainer.learning_rate", "must be > 0")
+        _require(self.batch_size >= 1, "trainer.batch_size", "must be >= 1")
+        _require(self.epochs >= 1, "trainer.epochs", "must be >= 1")
+        _require(self.seed >= 0, "trainer.seed", "must be >= 0")
+
+
+@dataclasses.dataclass(frozen=True)
+class EvaluatorConfig:
+    """How PolicyEvaluator estimates policy values and when it blesses a policy."""
+
+    blessing_estimator: str = "dr"
+    blessing_comparison: str = "lower_bound"
+    min_improvement: float = 0.0
+    bootstrap_samples: int = 1000
+    confidence: float = 0.95
+    seed: int = 0
+    reward_model_folds: int = 5
+    ridge: float = 1.0
+    policy_samples: int = 64
+    use_simulator: bool = True
+
+    def validate(self) -> None:
+        _require(
+            self.blessing_estimator in ("ips", "snips", "dm", "dr"),
+            "evaluator.blessing_estimator",
+            "must be one of ips, snips, dm, dr",
+        )
+        _require(
+            self.blessing_comparison in ("lower_bound", "point_estimate"),
+            "evaluator.blessing_comparison",
+            "must be lower_bound or point_estimate",
+        )
+        _require(
+            math.isfinite(self.min_improvement) and self.min_improvement >= 0.0,
+            "evaluator.min_improvement",
+            "must be finite and >= 0",
+        )
+        _require(self.bootstrap_samples >= 1, "evaluator.bootstrap_samples", "must be >= 1")
+        _require(0.0 < self.confidence < 1.0, "evaluator.confidence", "must be in (0, 1)")
+        _require(self.seed >= 0, "evaluator.seed", "must be >= 0")
+        _require(self.reward_model_folds >= 2, "evaluator.reward_model_folds", "must be >= 2")
+        _require(self.ridge > 0.0, "evaluator.ridge", "must be > 0")
+        _require(self.policy_samples >= 1, "evaluator.policy_samples", "must be >= 1")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -245,6 +303,7 @@ class PipelineConfig:
     ingestion: IngestionConfig = dataclasses.field(default_factory=IngestionConfig)
     validation: ValidationConfig = dataclasses.field(default_factory=ValidationConfig)
     trainer: TrainerConfig = dataclasses.field(default_factory=TrainerConfig)
+    evaluator: EvaluatorConfig = dataclasses.field(default_factory=EvaluatorConfig)
     serving: ServingConfig = dataclasses.field(default_factory=ServingConfig)
     loop: LoopConfig = dataclasses.field(default_factory=LoopConfig)
     local: LocalRunConfig = dataclasses.field(default_factory=LocalRunConfig)

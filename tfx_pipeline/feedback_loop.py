@@ -15,7 +15,7 @@ from simulation import movielens_environment
 from simulation.bandit_loader import load_movielens_bandit
 from simulation.simulator import SimulatorConfig, run_round
 from simulation.trigger import RetrainingTrigger, TriggerConfig, TriggerDecision
-from tfx_pipeline import local_runner
+from tfx_pipeline import local_runner, pipeline, run_summary
 from tfx_pipeline.bigquery import clients, serving_logs
 from tfx_pipeline.bigquery.clients import BigQueryEndpoints
 from tfx_pipeline.config import PipelineConfig
@@ -96,14 +96,25 @@ def run_feedback_loop(
             version_before = server.model_version()
             decision = trigger.check()
             decision_text = _describe(decision)
-            if decision.run:
+            if decision.run and _latest_retraining_pushed(config):
                 server.wait_for_version_change(version_before, timeout_s=loop.reload_timeout_s)
+            elif decision.run:
+                decision_text += ", not blessed: kept serving the previous policy"
     return LoopResult(
         rounds=results,
         uniform_random_regret=movielens_environment.oracle_value(bandit)
         - movielens_environment.uniform_random_value(bandit),
         oracle_reward=movielens_environment.oracle_value(bandit),
     )
+
+
+def _latest_retraining_pushed(config: PipelineConfig) -> bool:
+    """Whether the PolicyEvaluator blessed, and so the Pusher pushed, the new policy."""
+    summary = run_summary.summarize_latest_run(
+        run_summary.open_store(str(config.local.metadata_path)),
+        pipeline.pipeline_name(config, retraining=True),
+    )
+    return summary.pushed_destination is not None
 
 
 def _rewarded_so_far(results: List[RoundResult]) -> int:

@@ -18,6 +18,10 @@ from custom_components.bandit_trainer.component import BanditTrainer
 from custom_components.bandit_trainer.vertex_job import VertexJobBanditTrainer
 from custom_components.emulator_example_gen import executor as emulator_executor
 from custom_components.movielens_generator.component import MovieLensGenerator
+from custom_components.policy_evaluator.component import (
+    PolicyEvaluator,
+    latest_blessed_model_resolver,
+)
 from tfx_pipeline.bigquery.clients import BigQueryEndpoints
 from tfx_pipeline.bigquery.queries import build_examples_query, build_serving_logs_query
 from tfx_pipeline.config import PipelineConfig
@@ -113,23 +117,61 @@ def create_pipeline(
         agent=config.trainer.agent,
         alpha=config.trainer.alpha,
         tikhonov_weight=config.trainer.tikhonov_weight,
+        epsilon=config.trainer.epsilon,
+        hidden_layers=config.trainer.hidden_layers,
+        encoding_dim=config.trainer.encoding_dim,
+        learning_rate=config.trainer.learning_rate,
+        batch_size=config.trainer.batch_size,
+        epochs=config.trainer.epochs,
+        seed=config.trainer.seed,
     )
     if vertex_training_job is None:
         trainer = BanditTrainer(**trainer_args)
     else:
         trainer = VertexJobBanditTrainer(custom_config=vertex_training_job, **trainer_args)
+    baseline = latest_blessed_model_resolver()
+    evaluation = config.evaluator
+    evaluator = PolicyEvaluator(
+        examples=example_gen.outputs["examples"],
+        model=trainer.outputs["model"],
+        baseline_model=baseline.outputs["model"],
+        reward_min=config.validation.reward_min,
+        reward_max=config.validation.reward_max,
+        movielens_dir=config.movielens.data_dir if evaluation.use_simulator else None,
+        blessing_estimator=evaluation.blessing_estimator,
+        blessing_comparison=evaluation.blessing_comparison,
+        min_improvement=evaluation.min_improvement,
+        bootstrap_samples=evaluation.bootstrap_samples,
+        confidence=evaluation.confidence,
+        seed=evaluation.seed,
+        reward_model_folds=evaluation.reward_model_folds,
+        ridge=evaluation.ridge,
+        policy_samples=evaluation.policy_samples,
+    )
     if vertex_push is None:
         pusher = tfx.components.Pusher(
             model=trainer.outputs["model"],
+            model_blessing=evaluator.outputs["blessing"],
             push_destination=tfx.proto.PushDestination(
                 filesystem=tfx.proto.PushDestination.Filesystem(base_directory=push_base_directory)
             ),
         )
     else:
         pusher = tfx.extensions.google_cloud_ai_platform.Pusher(
-            model=trainer.outputs["model"], custom_config=vertex_push
+            model=trainer.outputs["model"],
+            model_blessing=evaluator.outputs["blessing"],
+            custom_config=vertex_push,
         )
-    components += [example_gen, statistics_gen, schema_gen, example_validator, trainer, pusher]
+    components += [
+        example_gen,
+        statistics_gen,
+        schema_gen,
+        example_validator,
+        trainer,
+        baseline,
+        evaluator,
+        pusher,
+    ]
     return tfx.dsl.Pipeline(
         pipeline_name=pipeline_name(config, retraining),
         pipeline_root=pipeline_root,

@@ -114,8 +114,10 @@ def create_vertex_pipeline(
     """The shared DAG with Google Cloud arguments; checks the settings first."""
     vertex.require_ready()
     check_pipeline_settings(config)
+    # The simulator needs MovieLens on local disk, which the pipeline image does not ship.
+    cloud_config = config.replace(evaluator={"use_simulator": False})
     return pipeline.create_pipeline(
-        config,
+        cloud_config,
         pipeline_root=vertex.pipeline_root,
         push_base_directory="",  # unused: the Vertex Pusher uploads instead
         endpoints=BigQueryEndpoints(project=vertex.bigquery_project_id),

@@ -6,6 +6,9 @@ from tfx.types import standard_artifacts
 from tfx.types.component_spec import ChannelParameter, ExecutionParameter
 
 from custom_components.bandit_trainer import executor
+from custom_components.bandit_trainer.training import TrainerSettings
+
+_DEFAULTS = TrainerSettings()
 
 
 class BanditTrainerSpec(types.ComponentSpec):
@@ -17,6 +20,13 @@ class BanditTrainerSpec(types.ComponentSpec):
         "agent": ExecutionParameter(type=str),
         "alpha": ExecutionParameter(type=float),
         "tikhonov_weight": ExecutionParameter(type=float),
+        "epsilon": ExecutionParameter(type=float),
+        "hidden_layers": ExecutionParameter(type=str),
+        "encoding_dim": ExecutionParameter(type=int),
+        "learning_rate": ExecutionParameter(type=float),
+        "batch_size": ExecutionParameter(type=int),
+        "epochs": ExecutionParameter(type=int),
+        "seed": ExecutionParameter(type=int),
     }
     INPUTS = {
         "examples": ChannelParameter(type=standard_artifacts.Examples),
@@ -32,7 +42,10 @@ class BanditTrainer(base_component.BaseComponent):
     """Refuses anomalous data, then fits the agent on the train split.
 
     It consumes ExampleValidator's anomalies so that a bad batch stops the run
-    here, before anything is trained or pushed.
+    here, before anything is trained or pushed. `agent` is LinUCB, LinTS,
+    NeuralEpsilonGreedy or NeuralLinUCB; settings an agent does not use are
+    ignored (see `training.TrainerSettings`). `hidden_layers` is text such as
+    "64,64" because TFX execution parameters are scalars.
     """
 
     SPEC_CLASS = BanditTrainerSpec
@@ -47,6 +60,13 @@ class BanditTrainer(base_component.BaseComponent):
         agent: str,
         alpha: float,
         tikhonov_weight: float,
+        epsilon: float = _DEFAULTS.epsilon,
+        hidden_layers: str = ",".join(str(u) for u in _DEFAULTS.hidden_layers),
+        encoding_dim: int = _DEFAULTS.encoding_dim,
+        learning_rate: float = _DEFAULTS.learning_rate,
+        batch_size: int = _DEFAULTS.batch_size,
+        epochs: int = _DEFAULTS.epochs,
+        seed: int = _DEFAULTS.seed,
     ):
         super().__init__(
             spec=BanditTrainerSpec(
@@ -57,6 +77,13 @@ class BanditTrainer(base_component.BaseComponent):
                 agent=agent,
                 alpha=alpha,
                 tikhonov_weight=tikhonov_weight,
+                epsilon=epsilon,
+                hidden_layers=hidden_layers,
+                encoding_dim=encoding_dim,
+                learning_rate=learning_rate,
+                batch_size=batch_size,
+                epochs=epochs,
+                seed=seed,
                 model=types.Channel(type=standard_artifacts.Model),
                 model_run=types.Channel(type=standard_artifacts.ModelRun),
             )

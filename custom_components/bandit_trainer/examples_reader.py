@@ -22,19 +22,44 @@ class LoggedColumns:
         return len(self.actions)
 
 
-def read_split(split_dir: str, observation_dim: int, batch_size: int = 8192) -> LoggedColumns:
+# Stand-in for an absent action with `allow_missing`; never a valid arm.
+MISSING_ACTION = -1
+
+
+def read_split(
+    split_dir: str, observation_dim: int, batch_size: int = 8192, allow_missing: bool = False
+) -> LoggedColumns:
     """Parses every gzipped TFRecord file in an ExampleGen split directory.
+
+    By default a row missing a feature fails the parse. With `allow_missing`
+    it reads as NaN (observation, reward, propensity) or MISSING_ACTION, so the
+    policy evaluator can say which column is missing in how many rows instead
+    of failing inside TensorFlow.
 
     Raises ValueError naming the directory when it holds no examples.
     """
     files = tf.io.gfile.glob(os.path.join(split_dir, "*.gz"))
     if not files:
         raise ValueError(f"no example files (*.gz) in {split_dir}; did ExampleGen write this split?")
+    defaults = (
+        {
+            features.OBSERVATION: [np.nan] * observation_dim,
+            features.ACTION: MISSING_ACTION,
+            features.REWARD: np.nan,
+            features.PROPENSITY: np.nan,
+        }
+        if allow_missing
+        else {}
+    )
     spec = {
-        features.OBSERVATION: tf.io.FixedLenFeature([observation_dim], tf.float32),
-        features.ACTION: tf.io.FixedLenFeature([], tf.int64),
-        features.REWARD: tf.io.FixedLenFeature([], tf.float32),
-        features.PROPENSITY: tf.io.FixedLenFeature([], tf.float32),
+        features.OBSERVATION: tf.io.FixedLenFeature(
+            [observation_dim], tf.float32, defaults.get(features.OBSERVATION)
+        ),
+        features.ACTION: tf.io.FixedLenFeature([], tf.int64, defaults.get(features.ACTION)),
+        features.REWARD: tf.io.FixedLenFeature([], tf.float32, defaults.get(features.REWARD)),
+        features.PROPENSITY: tf.io.FixedLenFeature(
+            [], tf.float32, defaults.get(features.PROPENSITY)
+        ),
     }
     dataset = (
         tf.data.TFRecordDataset(files, compression_type="GZIP")

@@ -1,22 +1,37 @@
-"""Gates on anomalies, fits the agent from sufficient statistics, saves the policy."""
+"""Gates on anomalies, trains the configured agent, saves the policy."""
 
+import dataclasses
 import json
 import os
 import time
 from typing import Any, Dict, List
 
+import tensorflow as tf
 from absl import logging
-from tf_agents.policies import policy_saver
 from tfx import types
 from tfx.dsl.components.base import base_executor
 from tfx.types import artifact_utils
 from tfx.utils import path_utils
 
-from custom_components.bandit_trainer import agents, anomalies_gate, examples_reader
-from custom_components.bandit_trainer.linear_statistics import arm_statistics
-from custom_components.bandit_trainer.policy_metadata import PolicyMetadata, write_policy_metadata
+from custom_components.bandit_trainer import anomalies_gate, examples_reader, training
 
 METRICS_FILE = "metrics.json"
+
+
+def settings_from_exec_properties(exec_properties: Dict[str, Any]) -> training.TrainerSettings:
+    """The component's execution parameters as validated TrainerSettings."""
+    return training.TrainerSettings(
+        agent=exec_properties["agent"],
+        alpha=exec_properties["alpha"],
+        tikhonov_weight=exec_properties["tikhonov_weight"],
+        epsilon=exec_properties["epsilon"],
+        hidden_layers=training.parse_hidden_layers(exec_properties["hidden_layers"]),
+        encoding_dim=exec_properties["encoding_dim"],
+        learning_rate=exec_properties["learning_rate"],
+        batch_size=exec_properties["batch_size"],
+        epochs=exec_properties["epochs"],
+        seed=exec_properties["seed"],
+    ).validate()
 
 
 class Executor(base_executor.BaseExecutor):
@@ -33,6 +48,7 @@ class Executor(base_executor.BaseExecutor):
                 artifact_utils.get_single_instance(input_dict["example_anomalies"])
             )
         )
+        settings = settings_from_exec_properties(exec_properties)
         examples = artifact_utils.get_single_instance(input_dict["examples"])
         observation_dim = exec_properties["observation_dim"]
         num_actions = exec_properties["num_actions"]
@@ -40,37 +56,29 @@ class Executor(base_executor.BaseExecutor):
         train = examples_reader.read_split(
             artifact_utils.get_split_uri([examples], "train"), observation_dim
         )
-        statistics = arm_statistics(train.observations, train.actions, train.rewards, num_actions)
-        agent = agents.linucb_agent_from_statistics(
-            statistics,
-            alpha=exec_properties["alpha"],
-            tikhonov_weight=exec_properties["tikhonov_weight"],
+        trained = training.train_policy(
+            settings, train.observations, train.actions, train.rewards, num_actions
         )
         training_seconds = time.perf_counter() - started
 
         model = artifact_utils.get_single_instance(output_dict["model"])
-        policy_dir = path_utils.serving_model_dir(model.uri)
-        policy_saver.PolicySaver(agent.policy, batch_size=None).save(policy_dir)
-        write_policy_metadata(
-            policy_dir,
-            PolicyMetadata(
-                agent=exec_properties["agent"],
-                observation_dim=observation_dim,
-                num_actions=num_actions,
-                alpha=exec_properties["alpha"],
-                tikhonov_weight=exec_properties["tikhonov_weight"],
-            ),
-        )
+        training.save_policy(trained, path_utils.serving_model_dir(model.uri))
         metrics = {
-            "agent": exec_properties["agent"],
+            "agent": settings.agent,
+            "hyperparameters": trained.metadata.hyperparameters,
             "train_rows": len(train),
             "training_seconds": training_seconds,
+            "fit_seconds": trained.training_seconds,
             "mean_logged_reward": float(train.rewards.mean()),
-            "rows_per_arm": statistics.num_samples.astype(int).tolist(),
+            "rows_per_arm": trained.rows_per_arm.astype(int).tolist(),
         }
         model.set_int_custom_property("train_rows", len(train))
         model.set_float_custom_property("training_seconds", training_seconds)
+        model.set_string_custom_property("agent", settings.agent)
+        model.set_string_custom_property(
+            "policy_metadata", json.dumps(dataclasses.asdict(trained.metadata))
+        )
         model_run = artifact_utils.get_single_instance(output_dict["model_run"])
-        with open(os.path.join(model_run.uri, METRICS_FILE), "w") as f:
+        with tf.io.gfile.GFile(os.path.join(model_run.uri, METRICS_FILE), "w") as f:
             json.dump(metrics, f, indent=2)
         logging.info("BanditTrainer: %s", metrics)

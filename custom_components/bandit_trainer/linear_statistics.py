@@ -57,15 +57,22 @@ def arm_statistics(
         )
     if a.size and (a.min() < 0 or a.max() >= num_actions):
         raise ValueError(f"actions must lie in [0, {num_actions}); got {a.min()}..{a.max()}")
-    order = np.argsort(a, kind="stable")
-    x_sorted, r_sorted = x[order], r[order]
+    # A stable sort groups each arm's rows; NumPy radix-sorts 16-bit keys.
+    keys = a.astype(np.uint16) if num_actions <= np.iinfo(np.uint16).max else a
+    order = np.argsort(keys, kind="stable")
     counts = np.bincount(a, minlength=num_actions)
     starts = np.concatenate(([0], np.cumsum(counts)[:-1]))
     d = x.shape[1]
+    # Per arm, [x r]^T [x r] holds sum x x^T (top-left) and sum r x (last column).
+    rows = np.empty((x.shape[0], d + 1))
+    rows[:, :d] = x
+    rows[:, d] = r
+    rows = rows[order]
     cov = np.zeros((num_actions, d, d))
     data = np.zeros((num_actions, d))
     for arm in np.flatnonzero(counts):
-        rows = slice(starts[arm], starts[arm] + counts[arm])
-        cov[arm] = x_sorted[rows].T @ x_sorted[rows]
-        data[arm] = r_sorted[rows] @ x_sorted[rows]
+        block = rows[starts[arm] : starts[arm] + counts[arm]]
+        gram = block.T @ block
+        cov[arm] = gram[:d, :d]
+        data[arm] = gram[:d, d]
     return LinearArmStatistics(cov, data, counts.astype(np.float64))

@@ -1,0 +1,153 @@
+"""Off-policy training of the neural agents from logged rows with tf.data.
+
+Logged rows are shuffled, repeated for some epochs and cut into large batches;
+each batch is one step of a `tf.function`, so Python runs once per batch, not
+once per row. NeuralLinUCB's LinUCB head, like the linear agents, is a sum of
+per-arm statistics and is computed in one vectorised pass after its encoder is
+trained.
+"""
+
+import numpy as np
+import tensorflow as tf
+from tf_agents.bandits.agents.neural_epsilon_greedy_agent import NeuralEpsilonGreedyAgent
+from tf_agents.bandits.agents.neural_linucb_agent import NeuralLinUCBAgent
+from tf_agents.networks import network
+from tf_agents.policies import utils as policy_utilities
+from tf_agents.trajectories import time_step as ts
+from tf_agents.trajectories import trajectory
+
+from custom_components.bandit_trainer.linear_statistics import arm_statistics
+
+_ENCODE_CHUNK = 65536
+
+
+def bandit_trajectory(
+    observations: tf.Tensor, actions: tf.Tensor, rewards: tf.Tensor
+) -> trajectory.Trajectory:
+    """Single-step bandit episodes with outer dims [B, 1], as a replay buffer yields them.
+
+    Args:
+      observations: [B, d] contexts.
+      actions: [B] logged actions.
+      rewards: [B] observed rewards.
+    """
+    batch = tf.shape(actions)[0]
+
+    def column(t: tf.Tensor) -> tf.Tensor:
+        return tf.expand_dims(t, 1)
+
+    return trajectory.Trajectory(
+        step_type=column(tf.fill([batch], ts.StepType.FIRST)),
+        observation=column(tf.cast(observations, tf.float32)),
+        action=column(tf.cast(actions, tf.int32)),
+        policy_info=policy_utilities.PolicyInfo(),
+        next_step_type=column(tf.fill([batch], ts.StepType.LAST)),
+        reward=column(tf.cast(rewards, tf.float32)),
+        discount=column(tf.zeros([batch])),
+    )
+
+
+def logged_batches(
+    observations: np.ndarray,
+    actions: np.ndarray,
+    rewards: np.ndarray,
+    batch_size: int,
+    epochs: int,
+    seed: int,
+) -> tf.data.Dataset:
+    """`epochs` reshuffled passes over the rows in batches of `batch_size`.
+
+    The shuffle is one seeded permutation per epoch and each element of the
+    dataset is a whole batch gathered from in-memory columns: per-row
+    `shuffle().batch()` costs microseconds per row, which would dominate.
+    """
+    rng = np.random.default_rng(seed)
+    order = tf.constant(np.concatenate([rng.permutation(len(actions)) for _ in range(epochs)]))
+    columns = (
+        tf.constant(np.asarray(observations, np.float32)),
+        tf.constant(np.asarray(actions, np.int32)),
+        tf.constant(np.asarray(rewards, np.float32)),
+    )
+    num_batches = -(-len(actions) * epochs // batch_size)
+
+    def gather(index: tf.Tensor):
+        rows = order[index * batch_size : (index + 1) * batch_size]
+        return tuple(tf.gather(column, rows) for column in columns)
+
+    return (
+        tf.data.Dataset.range(num_batches)
+        .map(gather, num_parallel_calls=tf.data.AUTOTUNE)
+        .prefetch(tf.data.AUTOTUNE)
+    )
+
+
+def _signature(observation_dim: int):
+    return [
+        tf.TensorSpec([None, observation_dim], tf.float32),
+        tf.TensorSpec([None], tf.int32),
+        tf.TensorSpec([None], tf.float32),
+    ]
+
+
+def train_neural_epsilon_greedy(
+    agent: NeuralEpsilonGreedyAgent, batches: tf.data.Dataset, observation_dim: int
+) -> float:
+    """Runs `agent.train` once per batch; returns the last batch's loss."""
+
+    @tf.function(input_signature=_signature(observation_dim))
+    def train_step(x, a, r):
+        return agent.train(bandit_trajectory(x, a, r)).loss
+
+    loss = float("nan")
+    for x, a, r in batches:
+        loss = float(train_step(x, a, r))
+    return loss
+
+
+def train_neural_linucb(
+    agent: NeuralLinUCBAgent,
+    encoder: network.Network,
+    batches: tf.data.Dataset,
+    observations: np.ndarray,
+    actions: np.ndarray,
+    rewards: np.ndarray,
+) -> float:
+    """Fits the encoder through the reward layer, then LinUCB on its encodings.
+
+    The two phases are TF-Agents' own: `agent.train` first trains the encoder
+    and a linear reward layer by regression on the logged reward, then
+    accumulates per-arm A_a = sum z z^T and b_a = sum r z over encodings z. With
+    a finite log the natural batch version is to encode every row with the
+    final encoder and sum once, which `arm_statistics` does; the policy then
+    switches from the reward layer to LinUCB, as the agent's step counter would.
+
+    Returns:
+      The reward-layer regression loss of the last batch.
+    """
+    observation_dim = observations.shape[1]
+
+    @tf.function(input_signature=_signature(observation_dim))
+    def train_step(x, a, r):
+        return agent.compute_loss_using_reward_layer(x, a, r, training=True).loss
+
+    loss = float("nan")
+    for x, a, r in batches:
+        loss = float(train_step(x, a, r))
+
+    encoded = np.concatenate(
+        [
+            encoder(tf.constant(observations[start : start + _ENCODE_CHUNK], tf.float32))[0]
+            .numpy()
+            .astype(np.float64)
+            for start in range(0, len(observations), _ENCODE_CHUNK)
+        ]
+    )
+    statistics = arm_statistics(
+        encoded, actions, np.asarray(rewards, np.float32), agent.num_actions
+    )
+    for arm in range(agent.num_actions):
+        agent.cov_matrix[arm].assign(statistics.cov_matrices[arm])
+        agent.data_vector[arm].assign(statistics.data_vectors[arm])
+        agent.num_samples[arm].assign(statistics.num_samples[arm])
+    agent.actions_from_reward_layer.assign(False)
+    return loss

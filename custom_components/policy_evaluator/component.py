@@ -1,0 +1,120 @@
+"""PolicyEvaluator: off-policy evaluation of a candidate policy, and its blessing."""
+
+from typing import Optional
+
+from tfx import types
+from tfx import v1 as tfx
+from tfx.dsl.components.base import base_component, executor_spec
+from tfx.types import standard_artifacts
+from tfx.types.component_spec import ChannelParameter, ExecutionParameter
+
+from custom_components.policy_evaluator import executor
+from custom_components.policy_evaluator.blessing import BlessingRule
+from custom_components.policy_evaluator.evaluation import EvaluationSettings
+
+_RULE = BlessingRule()
+_SETTINGS = EvaluationSettings()
+
+
+class PolicyEvaluatorSpec(types.ComponentSpec):
+    """Eval examples, candidate and optional baseline in; a blessing and the estimates out."""
+
+    PARAMETERS = {
+        "split": ExecutionParameter(type=str),
+        "blessing_estimator": ExecutionParameter(type=str),
+        "blessing_comparison": ExecutionParameter(type=str),
+        "min_improvement": ExecutionParameter(type=float),
+        "bootstrap_samples": ExecutionParameter(type=int),
+        "confidence": ExecutionParameter(type=float),
+        "seed": ExecutionParameter(type=int),
+        "reward_model_folds": ExecutionParameter(type=int),
+        "ridge": ExecutionParameter(type=float),
+        "policy_samples": ExecutionParameter(type=int),
+        "reward_min": ExecutionParameter(type=float),
+        "reward_max": ExecutionParameter(type=float),
+        "movielens_dir": ExecutionParameter(type=str, optional=True),
+    }
+    INPUTS = {
+        "examples": ChannelParameter(type=standard_artifacts.Examples),
+        "model": ChannelParameter(type=standard_artifacts.Model),
+        "baseline_model": ChannelParameter(type=standard_artifacts.Model, optional=True),
+    }
+    OUTPUTS = {
+        "blessing": ChannelParameter(type=standard_artifacts.ModelBlessing),
+        "evaluation": ChannelParameter(type=standard_artifacts.ModelEvaluation),
+    }
+
+
+class PolicyEvaluator(base_component.BaseComponent):
+    """Estimates the candidate's and the baseline's value; blesses by a rule.
+
+    IPS, SNIPS, DM and DR with bootstrap intervals on the `split` of the logged
+    examples, plus true values when `movielens_dir` is given ("" means the
+    default MovieLens location; None means no simulator). Its `blessing` output
+    carries TFX's `blessed` custom property, so the stock Pusher pushes only
+    blessed policies; bad evaluation data is a refusal to bless, with the
+    reason in `blessing_message` and in the evaluation JSON.
+    """
+
+    SPEC_CLASS = PolicyEvaluatorSpec
+    EXECUTOR_SPEC = executor_spec.ExecutorClassSpec(executor.Executor)
+
+    def __init__(
+        self,
+        examples: types.BaseChannel,
+        model: types.BaseChannel,
+        reward_min: float,
+        reward_max: float,
+        baseline_model: Optional[types.BaseChannel] = None,
+        movielens_dir: Optional[str] = None,
+        split: str = "eval",
+        blessing_estimator: str = _RULE.estimator,
+        blessing_comparison: str = _RULE.comparison,
+        min_improvement: float = _RULE.min_improvement,
+        bootstrap_samples: int = _SETTINGS.bootstrap_samples,
+        confidence: float = _SETTINGS.confidence,
+        seed: int = _SETTINGS.seed,
+        reward_model_folds: int = _SETTINGS.reward_model_folds,
+        ridge: float = _SETTINGS.ridge,
+        policy_samples: int = _SETTINGS.policy_samples,
+    ):
+        super().__init__(
+            spec=PolicyEvaluatorSpec(
+                examples=examples,
+                model=model,
+                baseline_model=baseline_model,
+                split=split,
+                blessing_estimator=blessing_estimator,
+                blessing_comparison=blessing_comparison,
+                min_improvement=min_improvement,
+                bootstrap_samples=bootstrap_samples,
+                confidence=confidence,
+                seed=seed,
+                reward_model_folds=reward_model_folds,
+                ridge=ridge,
+                policy_samples=policy_samples,
+                reward_min=reward_min,
+                reward_max=reward_max,
+                movielens_dir=movielens_dir,
+                blessing=types.Channel(type=standard_artifacts.ModelBlessing),
+                evaluation=types.Channel(type=standard_artifacts.ModelEvaluation),
+            )
+        )
+
+
+BASELINE_RESOLVER_ID = "latest_blessed_model_resolver"
+
+
+def latest_blessed_model_resolver() -> tfx.dsl.Resolver:
+    """The baseline: this pipeline's newest Model whose ModelBlessing says blessed.
+
+    Pusher pushes exactly the blessed models, so this is the policy currently
+    pushed by the pipeline; on the first run it resolves nothing and the
+    evaluator compares the candidate with the logging policy. Its `model`
+    output feeds PolicyEvaluator's `baseline_model`.
+    """
+    return tfx.dsl.Resolver(
+        strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,
+        model=tfx.dsl.Channel(type=standard_artifacts.Model),
+        model_blessing=tfx.dsl.Channel(type=standard_artifacts.ModelBlessing),
+    ).with_id(BASELINE_RESOLVER_ID)

@@ -1,0 +1,163 @@
+"""Reads artifacts, runs `evaluation.evaluate`, writes the blessing and the evaluation."""
+
+import json
+import os
+from typing import Any, Dict, List, Optional, Tuple
+
+import tensorflow as tf
+from absl import logging
+from tfx import types
+from tfx.components.evaluator import constants
+from tfx.dsl.components.base import base_executor
+from tfx.types import artifact_utils
+from tfx.utils import io_utils, path_utils
+
+from custom_components.bandit_trainer import examples_reader
+from custom_components.policy_evaluator import blessing, evaluation
+from custom_components.policy_evaluator.target_policy import SavedPolicy
+from simulation.bandit_loader import load_movielens_bandit
+from simulation.movielens_data import MovieLensDataError
+from simulation.movielens_environment import MovieLensBandit
+
+EVALUATION_FILE = "policy_evaluation.json"
+
+
+def rule_and_settings(
+    exec_properties: Dict[str, Any]
+) -> Tuple[blessing.BlessingRule, evaluation.EvaluationSettings]:
+    """The component's execution parameters as a validated rule and settings."""
+    rule = blessing.BlessingRule(
+        estimator=exec_properties["blessing_estimator"],
+        comparison=exec_properties["blessing_comparison"],
+        min_improvement=exec_properties["min_improvement"],
+    ).validate()
+    settings = evaluation.EvaluationSettings(
+        bootstrap_samples=exec_properties["bootstrap_samples"],
+        confidence=exec_properties["confidence"],
+        seed=exec_properties["seed"],
+        reward_model_folds=exec_properties["reward_model_folds"],
+        ridge=exec_properties["ridge"],
+        policy_samples=exec_properties["policy_samples"],
+        reward_range=(exec_properties["reward_min"], exec_properties["reward_max"]),
+    ).validate()
+    return rule, settings
+
+
+def load_simulator(
+    movielens_dir: Optional[str], observation_dim: int, num_actions: int
+) -> Tuple[Optional[MovieLensBandit], str]:
+    """(bandit, "") when MovieLens is configured and usable, else (None, why not)."""
+    if movielens_dir is None:
+        return None, "no movielens_dir configured"
+    try:
+        return load_movielens_bandit(movielens_dir, observation_dim, num_actions), ""
+    except (MovieLensDataError, ValueError) as e:
+        return None, f"MovieLens simulator unavailable: {e}"
+
+
+class Executor(base_executor.BaseExecutor):
+    """Evaluates `model` (and `baseline_model`) on the eval split; blesses or not."""
+
+    def Do(
+        self,
+        input_dict: Dict[str, List[types.Artifact]],
+        output_dict: Dict[str, List[types.Artifact]],
+        exec_properties: Dict[str, Any],
+    ) -> None:
+        rule, settings = rule_and_settings(exec_properties)
+        examples = artifact_utils.get_single_instance(input_dict["examples"])
+        model = artifact_utils.get_single_instance(input_dict["model"])
+        baseline_model = (input_dict.get("baseline_model") or [None])[0]
+        candidate = SavedPolicy(path_utils.serving_model_path(model.uri))
+        baseline = (
+            SavedPolicy(path_utils.serving_model_path(baseline_model.uri))
+            if baseline_model is not None
+            else None
+        )
+        bandit, simulator_note = load_simulator(
+            exec_properties.get("movielens_dir"),
+            candidate.metadata.observation_dim,
+            candidate.metadata.num_actions,
+        )
+        split = exec_properties["split"]
+
+        def read_columns(observation_dim: int) -> examples_reader.LoggedColumns:
+            try:
+                split_uri = artifact_utils.get_split_uri([examples], split)
+                return examples_reader.read_split(split_uri, observation_dim, allow_missing=True)
+            except tf.errors.OpError as e:
+                raise ValueError(f"split {split!r} could not be parsed: {e.message}") from e
+
+        result = evaluation.evaluate(
+            read_columns, candidate, baseline, rule, settings, bandit, simulator_note
+        )
+        _write_blessing(
+            artifact_utils.get_single_instance(output_dict["blessing"]),
+            result,
+            model,
+            baseline_model,
+        )
+        _write_evaluation(artifact_utils.get_single_instance(output_dict["evaluation"]), result)
+        logging.info("PolicyEvaluator: %s", result.decision.reason)
+
+
+def _write_blessing(
+    blessing_artifact: types.Artifact,
+    result: evaluation.Evaluation,
+    model: types.Artifact,
+    baseline_model: Optional[types.Artifact],
+) -> None:
+    """Marks the blessing the way TFX's Evaluator does, so the stock Pusher honours it."""
+    marker = constants.BLESSED_FILE_NAME if result.blessed else constants.NOT_BLESSED_FILE_NAME
+    io_utils.write_string_file(os.path.join(blessing_artifact.uri, marker), "")
+    blessing_artifact.set_int_custom_property(
+        constants.ARTIFACT_PROPERTY_BLESSED_KEY,
+        constants.BLESSED_VALUE if result.blessed else constants.NOT_BLESSED_VALUE,
+    )
+    blessing_artifact.set_string_custom_property(
+        constants.ARTIFACT_PROPERTY_CURRENT_MODEL_URI_KEY, model.uri
+    )
+    blessing_artifact.set_int_custom_property(
+        constants.ARTIFACT_PROPERTY_CURRENT_MODEL_ID_KEY, model.id
+    )
+    if baseline_model is not None:
+        blessing_artifact.set_string_custom_property(
+            constants.ARTIFACT_PROPERTY_BASELINE_MODEL_URI_KEY, baseline_model.uri
+        )
+        blessing_artifact.set_int_custom_property(
+            constants.ARTIFACT_PROPERTY_BASELINE_MODEL_ID_KEY, baseline_model.id
+        )
+    blessing_artifact.set_string_custom_property(
+        constants.ARTIFACT_PROPERTY_BLESSING_MESSAGE_KEY, result.decision.reason
+    )
+
+
+def _write_evaluation(evaluation_artifact: types.Artifact, result: evaluation.Evaluation) -> None:
+    """The full JSON as a file, and the headline numbers as MLMD custom properties."""
+    report = result.to_json()
+    io_utils.write_string_file(
+        os.path.join(evaluation_artifact.uri, EVALUATION_FILE), json.dumps(report, indent=2)
+    )
+    evaluation_artifact.set_int_custom_property("blessed", int(result.blessed))
+    evaluation_artifact.set_string_custom_property("reason", result.decision.reason)
+    evaluation_artifact.set_int_custom_property("eval_rows", result.eval_rows)
+    if result.logging_value is not None:
+        evaluation_artifact.set_float_custom_property("logging_policy_value", result.logging_value)
+    for role in ("candidate", "baseline"):
+        policy = report[role]
+        if policy is None:
+            continue
+        for name, estimate in policy["estimates"].items():
+            for field in ("value", "lower", "upper"):
+                if estimate[field] is not None:
+                    suffix = "" if field == "value" else f"_{field}"
+                    evaluation_artifact.set_float_custom_property(
+                        f"{role}_{name}{suffix}", estimate[field]
+                    )
+        if policy["true_value"] is not None:
+            evaluation_artifact.set_float_custom_property(
+                f"{role}_true_value", policy["true_value"]
+            )
+    for name, value in report["simulator"].items():
+        if isinstance(value, float):
+            evaluation_artifact.set_float_custom_property(name, value)
