@@ -22,7 +22,7 @@ pytestmark = [
 def test_one_retraining_round_lowers_regret_and_logs_every_event_once(tmp_path):
     config = PipelineConfig().replace(
         local={"root": str(tmp_path)},
-        loop={"rounds": 1, "initial_events": 40, "requests_per_round": 400, "min_new_events": 300},
+        loop={"rounds": 1, "initial_events": 150, "requests_per_round": 400, "min_new_events": 300},
     ).validate()
     with BigQueryEmulator(data_dir=tmp_path / "bigquery") as emulator:
         result = feedback_loop.run_feedback_loop(config, emulator.endpoints)

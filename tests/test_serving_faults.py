@@ -14,7 +14,7 @@ from google.api_core import exceptions
 import numpy as np
 import pytest
 
-from tests.policy_factory import save_linucb_policy
+from policy_factory import save_linucb_policy
 from tfx_pipeline.bigquery import clients
 from tfx_pipeline.bigquery.emulator import BigQueryEmulator
 from tfx_pipeline.config import PipelineConfig

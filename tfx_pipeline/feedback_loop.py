@@ -50,6 +50,13 @@ def run_feedback_loop(
     loop = config.loop
     initial = config.replace(generator={"num_events": loop.initial_events})
     local_runner.run_pipeline(initial, endpoints)
+    if not _latest_run_pushed(config, retraining=False):
+        raise RuntimeError(
+            "the PolicyEvaluator did not bless the initial policy, so there is nothing to serve; "
+            f"raise loop.initial_events (now {loop.initial_events}) so the first batch can "
+            "show the policy beats the logging policy (see `mlbandits lineage show --type "
+            "ModelBlessing` for the reason)"
+        )
     bandit = load_movielens_bandit(
         config.movielens.data_dir, config.movielens.rank_k, config.movielens.num_actions
     )
@@ -96,7 +103,7 @@ def run_feedback_loop(
             version_before = server.model_version()
             decision = trigger.check()
             decision_text = _describe(decision)
-            if decision.run and _latest_retraining_pushed(config):
+            if decision.run and _latest_run_pushed(config, retraining=True):
                 server.wait_for_version_change(version_before, timeout_s=loop.reload_timeout_s)
             elif decision.run:
                 decision_text += ", not blessed: kept serving the previous policy"
@@ -108,11 +115,11 @@ def run_feedback_loop(
     )
 
 
-def _latest_retraining_pushed(config: PipelineConfig) -> bool:
+def _latest_run_pushed(config: PipelineConfig, retraining: bool) -> bool:
     """Whether the PolicyEvaluator blessed, and so the Pusher pushed, the new policy."""
     summary = run_summary.summarize_latest_run(
         run_summary.open_store(str(config.local.metadata_path)),
-        pipeline.pipeline_name(config, retraining=True),
+        pipeline.pipeline_name(config, retraining),
     )
     return summary.pushed_destination is not None
 
