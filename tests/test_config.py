@@ -118,7 +118,7 @@ def test_wrong_type_names_the_setting(tmp_path, content, setting):
         ({"validation": {"min_propensity": -0.1}}, "validation.min_propensity"),
         ({"validation": {"reward_min": 3, "reward_max": 3}}, "validation.reward_min/reward_max"),
         ({"validation": {"reward_min": 4, "reward_max": 3}}, "validation.reward_min/reward_max"),
-        ({"trainer": {"agent": "LinTS"}}, "trainer.agent"),
+        ({"trainer": {"agent": "DQN"}}, "trainer.agent"),
         ({"trainer": {"alpha": -0.5}}, "trainer.alpha"),
         ({"trainer": {"tikhonov_weight": 0}}, "trainer.tikhonov_weight"),
         ({"bigquery": {"scratch_dataset": "mlbandits"}}, "bigquery.scratch_dataset"),

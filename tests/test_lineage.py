@@ -51,6 +51,10 @@ TRAINING_EDGES = {
     ("Examples", "input", "BanditTrainer"),
     ("BanditTrainer", "output", "Model"),
     ("Model", "input", "Pusher"),
+    ("Model", "input", "PolicyEvaluator"),
+    ("Examples", "input", "PolicyEvaluator"),
+    ("PolicyEvaluator", "output", "ModelBlessing"),
+    ("ModelBlessing", "input", "Pusher"),
     ("Pusher", "output", "PushedModel"),
 }
 
@@ -76,7 +80,11 @@ def runs(tmp_path_factory):
     root = tmp_path_factory.mktemp("lineage")
     config = (
         PipelineConfig()
-        .replace(local={"root": str(root)}, generator={"num_events": NUM_EVENTS, "seed": 7})
+        .replace(
+            local={"root": str(root)},
+            generator={"num_events": NUM_EVENTS, "seed": 7},
+            evaluator={"blessing_comparison": "point_estimate"},
+        )
         .validate()
     )
     retrain_config = config.replace(ingestion={"window_start": WINDOW[0], "window_end": WINDOW[1]})

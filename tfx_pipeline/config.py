@@ -236,7 +236,7 @@ class LoopConfig:
     """The closed feedback loop of the demo: rounds of serve, log, retrain, reload."""
 
     rounds: int = 4
-    initial_events: int = 150
+    initial_events: int = 500
     requests_per_round: int = 1000
     concurrency: int = 8
     min_new_events: int = 500

@@ -43,7 +43,9 @@ def check_compiled_job(path: pathlib.Path, vertex: VertexConfig, pipeline_name: 
     if name != pipeline_name:
         raise ConfigError(f"{path} holds pipeline {name!r}, not {pipeline_name!r}")
     for executor, body in executors.items():
-        image = body.get("container", {}).get("image")
+        if "container" not in body:
+            continue  # resolver nodes are metadata queries that Vertex runs itself
+        image = body["container"].get("image")
         if image != vertex.pipeline_image:
             raise ConfigError(
                 f"invalid setting vertex.pipeline_image: {path} runs {executor} in {image!r}, "
