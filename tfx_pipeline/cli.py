@@ -61,6 +61,16 @@ def build_parser() -> argparse.ArgumentParser:
         "--requests-per-round", type=_positive_int, help="simulated requests in each round"
     )
 
+    report = commands.add_parser(
+        "report",
+        help="Train every agent on simulated logs and write a Markdown table and PNG plots.",
+        description="Train every agent on simulated logs and write a Markdown table and PNG plots.",
+    )
+    report.add_argument("--out", default="runs/report", help="directory for the report files")
+    report.add_argument("--movielens-dir", help="directory holding MovieLens 100K's u.data")
+    report.add_argument(
+        "--num-events", type=_positive_int, default=100_000, help="logged events per setting"
+    )
     vertex_cli.add_vertex_commands(commands)
     lineage_cli.add_lineage_commands(commands)
 
@@ -168,6 +178,15 @@ def run_demo_command(config: config_lib.PipelineConfig) -> int:
     return 0
 
 
+def run_report_command(args: argparse.Namespace) -> int:
+    from tfx_pipeline.agent_report import write_agent_report
+
+    files = write_agent_report(args.out, args.movielens_dir or "", num_events=args.num_events)
+    for kind, path in files.items():
+        print(f"{kind:<12}: {path}")
+    return 0
+
+
 def run_emulator_command(args: argparse.Namespace) -> int:
     from pathlib import Path
 
@@ -194,6 +213,8 @@ def main(argv: Optional[List[str]] = None) -> int:
             return run_emulator_command(args)
         if args.command == "vertex":
             return vertex_cli.run_vertex_command(args)
+        if args.command == "report":
+            return run_report_command(args)
         config = load_cli_config(args)
         if args.command == "lineage":
             return lineage_cli.run_lineage_command(args, config)

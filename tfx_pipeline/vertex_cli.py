@@ -22,7 +22,7 @@ def add_vertex_commands(subparsers: argparse._SubParsersAction) -> argparse.Argu
         "vertex",
         help="Compile, submit or schedule the DAGs on Vertex AI Pipelines.",
         description="Compile, submit or schedule the DAGs on Vertex AI Pipelines. "
-        'Settings come from the config file\'s "vertex" section (docs/google_cloud.md).',
+        'Settings come from the config file\'s "vertex" section (README, "Run on Google Cloud").',
     )
     commands = vertex.add_subparsers(dest="vertex_command", required=True, metavar="COMMAND")
 
