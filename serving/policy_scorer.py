@@ -205,6 +205,12 @@ class SavedModelScorer:
 
     def __init__(self, policy_dir: str) -> None:
         self.metadata = read_policy_metadata(policy_dir)
+        if self.metadata.stochastic:
+            raise ValueError(
+                f"{policy_dir}: {self.metadata.agent} exports a stochastic policy, so the "
+                "probability of a served action is unknown and its logs could not support "
+                "off-policy learning; serve LinUCB or NeuralLinUCB"
+            )
         self._policy = load_saved_policy(policy_dir)
 
     @property

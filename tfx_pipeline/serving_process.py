@@ -44,6 +44,7 @@ def serving_environment(config: PipelineConfig, endpoints: BigQueryEndpoints, po
         "MLBANDITS_EPSILON": str(serving.epsilon),
         "MLBANDITS_TEMPERATURE": str(serving.temperature),
         "MLBANDITS_SPOOL_PATH": str(config.local.spool_path),
+        "MLBANDITS_SCORER": "numpy" if config.trainer.agent == "LinUCB" else "savedmodel",
         "MLBANDITS_BQ_PROJECT": endpoints.project,
         "MLBANDITS_BQ_DATASET": bq.dataset,
         "MLBANDITS_BQ_PREDICTIONS_TABLE": bq.predictions_table,
