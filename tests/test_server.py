@@ -11,11 +11,8 @@ from typing import AsyncIterator, List, Optional
 import aiohttp
 import numpy as np
 import pytest
-from tf_agents.policies import policy_saver
 
-from custom_components.bandit_trainer.agents import linucb_agent_from_statistics
-from custom_components.bandit_trainer.linear_statistics import arm_statistics
-from custom_components.bandit_trainer.policy_metadata import PolicyMetadata, write_policy_metadata
+from policy_factory import save_linucb_policy
 from serving.__main__ import SettingsError, settings_from_env
 from serving.event_spool import EventSpool, RewardStatus
 from serving.exploration import ExplorationConfig
@@ -28,25 +25,12 @@ from tfx_pipeline.bigquery.clients import BigQueryEndpoints
 DIM, ARMS = 20, 20
 
 
-def save_policy(policy_dir: Path, seed: int) -> None:
-    """A LinUCB policy exported the way BanditTrainer exports one, from synthetic logs."""
-    rng = np.random.default_rng(seed)
-    observations = rng.normal(size=(2000, DIM))
-    actions = rng.integers(0, ARMS, size=2000)
-    rewards = np.einsum("nd,nd->n", observations, rng.normal(size=(ARMS, DIM))[actions])
-    agent = linucb_agent_from_statistics(
-        arm_statistics(observations, actions, rewards, ARMS), alpha=1.0, tikhonov_weight=1.0
-    )
-    policy_saver.PolicySaver(agent.policy, batch_size=None).save(str(policy_dir))
-    write_policy_metadata(str(policy_dir), PolicyMetadata("LinUCB", DIM, ARMS, 1.0, 1.0))
-
-
 @pytest.fixture(scope="module")
 def policies(tmp_path_factory) -> List[Path]:
     root = tmp_path_factory.mktemp("trained")
     dirs = [root / "first", root / "second"]
     for seed, policy_dir in enumerate(dirs):
-        save_policy(policy_dir, seed)
+        save_linucb_policy(policy_dir, seed, DIM, ARMS)
     return dirs
 
 
