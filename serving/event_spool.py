@@ -84,8 +84,23 @@ class EventSpool:
         )
         self._conn.execute("PRAGMA journal_mode=WAL")
         self._conn.execute("PRAGMA synchronous=NORMAL")
+        # An automatic checkpoint would run (and sync the disk) inside a request's
+        # commit every ~1000 pages; `checkpoint()` does it off the request path.
+        self._conn.execute("PRAGMA wal_autocheckpoint=0")
         with self._transaction() as conn:
             _create_schema(conn)
+
+    def checkpoint(self) -> None:
+        """Copies the WAL into the database without blocking writers (PASSIVE).
+
+        Called from the shipper thread on its own connection, so the disk sync
+        it implies never delays a request that is spooling a prediction.
+        """
+        conn = sqlite3.connect(self.path, timeout=_BUSY_TIMEOUT_S)
+        try:
+            conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
+        finally:
+            conn.close()
 
     @contextlib.contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:

@@ -59,6 +59,9 @@ class InsertRefused(RuntimeError):
     """BigQuery answered the insert with per-row errors."""
 
 
+_CHECKPOINT_INTERVAL_S = 1.0
+
+
 @dataclasses.dataclass(frozen=True)
 class LoggerStats:
     """A snapshot for health checks and tests."""
@@ -104,6 +107,7 @@ class PredictionLogger:
         self._reward_window_s = reward_window_s
         self._prune_every_s = min(reward_window_s, 3600.0)
         self._next_prune = 0.0
+        self._next_checkpoint = 0.0
         self._client: Optional[bigquery.Client] = None
         self._table_ids: dict[str, str] = {}
         self._wake = threading.Event()
@@ -169,6 +173,7 @@ class PredictionLogger:
         while not self._finished():
             self._wake.clear()
             self._prune_if_due()
+            self._checkpoint_if_due()
             try:
                 progressed = self._ship_round()
             except Exception as exc:  # whatever failed, the rows are safe in the spool
@@ -188,6 +193,12 @@ class PredictionLogger:
             pruned = self._spool.prune_served(self._reward_window_s)
             if pruned:
                 _LOG.info("forgot %d served events older than the reward window", pruned)
+
+    def _checkpoint_if_due(self) -> None:
+        """The spool's WAL checkpoint runs here, once a second, not in requests."""
+        if time.monotonic() >= self._next_checkpoint:
+            self._next_checkpoint = time.monotonic() + _CHECKPOINT_INTERVAL_S
+            self._spool.checkpoint()
 
     def _finished(self) -> bool:
         """After close(): once the spool is empty or the flush deadline has passed."""

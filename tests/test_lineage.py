@@ -31,8 +31,8 @@ needs_movielens = pytest.mark.skipif(
     reason="MovieLens 100K not found; set MLBANDITS_MOVIELENS_DIR",
 )
 
-NUM_EVENTS = 300
-NUM_SERVED = 200
+NUM_EVENTS = 1000
+NUM_SERVED = 400
 SERVED_EVENT = "served-0005"
 BATCH = LoggedInteractions.TYPE_NAME  # the Generator's output type, whatever it is named
 WINDOW = ("2000-01-01T00:00:00+00:00", "2100-01-01T00:00:00+00:00")
@@ -83,7 +83,7 @@ def runs(tmp_path_factory):
         .replace(
             local={"root": str(root)},
             generator={"num_events": NUM_EVENTS, "seed": 7},
-            evaluator={"blessing_comparison": "point_estimate"},
+            evaluator={"blessing_estimator": "dm", "blessing_comparison": "point_estimate"},
         )
         .validate()
     )

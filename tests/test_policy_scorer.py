@@ -2,6 +2,7 @@
 
 import dataclasses
 import shutil
+from typing import Optional
 
 import numpy as np
 import pytest
@@ -42,13 +43,14 @@ def train_and_save_linucb(
     alpha: float = 1.0,
     tikhonov_weight: float = 1.0,
     add_bias: bool = False,
+    logged_arms: Optional[int] = None,
     seed: int = 0,
 ) -> None:
     """Trains a LinUCB agent with `agent.train` on a synthetic linear bandit and pushes it.
 
-    The arms' true weights are random and the logging policy uniform, so some
-    arms see much more data than others; with few rows some arms see none,
-    which gives exact ties between untrained arms.
+    The arms' true weights are random and the logging policy is uniform over
+    the first `logged_arms` arms (all by default); arms it never picks stay
+    untrained and identical, so their UCB scores tie exactly.
     """
     rng = np.random.default_rng(seed)
     true_theta = rng.normal(size=(num_actions, OBSERVATION_DIM))
@@ -66,7 +68,7 @@ def train_and_save_linucb(
     for start in range(0, num_rows, batch_size):
         size = min(batch_size, num_rows - start)
         observations = rng.normal(size=(size, OBSERVATION_DIM)).astype(np.float32)
-        actions = rng.integers(0, num_actions, size=size).astype(np.int32)
+        actions = rng.integers(0, logged_arms or num_actions, size=size).astype(np.int32)
         rewards = (
             np.einsum("nd,nd->n", observations, true_theta[actions]) + rng.normal(size=size)
         ).astype(np.float32)
@@ -125,7 +127,7 @@ def policies(tmp_path_factory) -> dict:
     settings = {
         "20_arms": dict(num_actions=20, num_rows=5000),
         "100_arms": dict(num_actions=100, num_rows=20000, alpha=0.5, tikhonov_weight=0.1),
-        "100_arms_sparse": dict(num_actions=100, num_rows=60),
+        "100_arms_sparse": dict(num_actions=100, num_rows=3000, logged_arms=40, alpha=2.5),
         "20_arms_bias": dict(num_actions=20, num_rows=2000, add_bias=True),
         "20_arms_greedy": dict(num_actions=20, num_rows=2000, alpha=0.0),
     }
@@ -159,12 +161,12 @@ def test_greedy_action_equals_saved_model_action(policies, name):
 
 
 def test_untrained_arms_tie_and_ties_go_to_the_lowest_index(policies):
-    """With 60 rows over 100 arms most arms are untrained, identical, and often jointly best."""
+    """Arms 40..99 were never logged: identical, maximally uncertain, often jointly best."""
     observations = random_observations(np.random.default_rng(8), 2000)
     scores = load_policy_scorer(policies["100_arms_sparse"]).scores(observations)
     best = scores.max(axis=1, keepdims=True)
     tied = (scores == best).sum(axis=1) > 1
-    assert tied.mean() > 0.5
+    assert tied.mean() > 0.3
     expected = policy_actions(load_saved_policy(policies["100_arms_sparse"]), observations)
     np.testing.assert_array_equal(expected[tied], np.argmax(scores[tied] == best[tied], axis=1))
 
