@@ -20,11 +20,11 @@ from typing import Dict, List
 import numpy as np
 
 from custom_components.bandit_trainer import training
-from custom_components.bandit_trainer.examples_reader import LoggedColumns
 from custom_components.movielens_generator.logged_data import simulate_uniform_logging
 from custom_components.policy_evaluator import blessing, evaluation, ope
 from custom_components.policy_evaluator.target_policy import SavedPolicy
 from simulation.bandit_loader import load_movielens_bandit
+from tfx_pipeline.agent_report import split_logged
 
 WEAK_TRAIN_ROWS = 300
 
@@ -32,14 +32,7 @@ WEAK_TRAIN_ROWS = 300
 def evaluate_seed(bandit, events: int, seed: int, work_dir: str) -> Dict[str, dict]:
     """{target: {"truth": v, estimator: Estimate}} for one logged data set."""
     logged = simulate_uniform_logging(bandit, events, seed)
-    in_eval = np.random.default_rng(seed).random(events) < 0.2
-    columns = LoggedColumns(
-        logged.observations[in_eval].astype(np.float32),
-        logged.actions[in_eval],
-        logged.rewards[in_eval].astype(np.float32),
-        logged.propensities[in_eval].astype(np.float32),
-    )
-    train = ~in_eval
+    columns, train = split_logged(logged, seed)
     x, a, r = logged.observations[train], logged.actions[train], logged.rewards[train]
     targets = {"LinUCB (all train rows)": slice(None), f"LinUCB ({WEAK_TRAIN_ROWS} rows)":
                slice(WEAK_TRAIN_ROWS)}

@@ -14,14 +14,14 @@ import dataclasses
 import json
 import pathlib
 import tempfile
-from typing import Dict, List, Mapping, Optional, Sequence, Union
+from typing import Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
 from matplotlib.figure import Figure
 
 from custom_components.bandit_trainer import agents, training
 from custom_components.bandit_trainer.examples_reader import LoggedColumns
-from custom_components.movielens_generator.logged_data import simulate_uniform_logging
+from custom_components.movielens_generator.logged_data import LoggedBatch, simulate_uniform_logging
 from custom_components.policy_evaluator import blessing, evaluation, ope
 from custom_components.policy_evaluator.target_policy import SavedPolicy
 from simulation import movielens_environment
@@ -55,6 +55,22 @@ class AgentResult:
         return self.average_reward / self.oracle_value
 
 
+def split_logged(
+    logged: LoggedBatch, seed: int, eval_fraction: float = EVAL_FRACTION
+) -> Tuple[LoggedColumns, np.ndarray]:
+    """(eval columns as the trainer reads them, boolean mask of the train rows).
+
+    A seeded random split, like ExampleGen's hash split but without a pipeline.
+    """
+    in_eval = np.random.default_rng(seed).random(len(logged)) < eval_fraction
+    columns = LoggedColumns(
+        logged.observations[in_eval].astype(np.float32),
+        logged.actions[in_eval],
+        logged.rewards[in_eval].astype(np.float32),
+        logged.propensities[in_eval].astype(np.float32),
+    )
+    return columns, ~in_eval
+
 def run_agents(
     movielens_dir: Union[str, pathlib.Path],
     arms: Sequence[int] = (20, 100),
@@ -82,14 +98,7 @@ def run_agents(
         for num_actions in arms:
             bandit = load_movielens_bandit(movielens_dir, rank_k, num_actions)
             logged = simulate_uniform_logging(bandit, num_events, seed)
-            in_eval = np.random.default_rng(seed).random(num_events) < EVAL_FRACTION
-            columns = LoggedColumns(
-                logged.observations[in_eval].astype(np.float32),
-                logged.actions[in_eval],
-                logged.rewards[in_eval].astype(np.float32),
-                logged.propensities[in_eval].astype(np.float32),
-            )
-            train = ~in_eval
+            columns, train = split_logged(logged, seed)
             for name in agent_names:
                 agent_settings = (settings or {}).get(name) or training.TrainerSettings(
                     agent=name, seed=seed

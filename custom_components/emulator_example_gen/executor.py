@@ -37,10 +37,8 @@ def _EmulatorQueryToExample(  # pylint: disable=invalid-name
 ) -> beam.pvalue.PCollection:
     """Reads the split's query from the emulator and converts rows like TFX does."""
     config = json.loads(exec_properties["custom_config"])
-    endpoints = clients.BigQueryEndpoints(
-        project=config["project"],
-        rest_endpoint=config["rest_endpoint"],
-        grpc_endpoint=config["grpc_endpoint"],
+    endpoints = clients.BigQueryEndpoints.from_settings(
+        config["project"], config["rest_endpoint"], config["grpc_endpoint"]
     )
     if not endpoints.is_emulator:
         raise ValueError(

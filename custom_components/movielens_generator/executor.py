@@ -29,7 +29,13 @@ class Executor(base_executor.BaseExecutor):
         )
         seed = exec_properties["seed"]
         batch = logged_data.simulate_uniform_logging(bandit, exec_properties["num_events"], seed)
-        client = clients.make_bigquery_client(endpoints_from(exec_properties))
+        client = clients.make_bigquery_client(
+            clients.BigQueryEndpoints.from_settings(
+                exec_properties["bigquery_project"],
+                exec_properties.get("bigquery_rest_endpoint", ""),
+                exec_properties.get("bigquery_grpc_endpoint", ""),
+            )
+        )
         table_id = tables.ensure_table(
             client, exec_properties["bigquery_dataset"], exec_properties["bigquery_table"]
         )
@@ -47,11 +53,3 @@ class Executor(base_executor.BaseExecutor):
         output.set_int_custom_property("rows_in_batch", len(batch))
         output.set_int_custom_property("rows_written", written)
 
-
-def endpoints_from(exec_properties: Dict[str, Any]) -> clients.BigQueryEndpoints:
-    """The BigQuery endpoints an executor was configured with (emulator when set)."""
-    return clients.BigQueryEndpoints(
-        project=exec_properties["bigquery_project"],
-        rest_endpoint=exec_properties.get("bigquery_rest_endpoint") or None,
-        grpc_endpoint=exec_properties.get("bigquery_grpc_endpoint") or None,
-    )

@@ -24,6 +24,11 @@ class BigQueryEndpoints:
     rest_endpoint: Optional[str] = None
     grpc_endpoint: Optional[str] = None
 
+    @classmethod
+    def from_settings(cls, project: str, rest_endpoint: str, grpc_endpoint: str) -> "BigQueryEndpoints":
+        """From component parameters, where an empty string means real BigQuery."""
+        return cls(project, rest_endpoint or None, grpc_endpoint or None)
+
     @property
     def is_emulator(self) -> bool:
         return self.rest_endpoint is not None or self.grpc_endpoint is not None
