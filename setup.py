@@ -12,9 +12,9 @@ setuptools.setup(
     version="0.1.0",
     python_requires=">=3.10,<3.11",
     packages=setuptools.find_packages(
-        include=["tfx_pipeline*", "custom_components*", "serving*", "simulation*"]
+        include=["bandit_core*", "simulation*", "custom_components*", "serving*", "tfx_pipeline*"]
     ),
-    package_data={"tfx_pipeline.bigquery": ["emulator_launcher.py"]},
+    package_data={"tfx_pipeline.local": ["emulator_launcher.py"]},
     install_requires=[
         "tfx[kfp]>=1.15,<1.16",
         "tensorflow>=2.15,<2.16",

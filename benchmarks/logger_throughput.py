@@ -16,9 +16,9 @@ from typing import Optional
 
 from serving.event_spool import EventSpool
 from serving.prediction_logger import PredictionLogger
-from tfx_pipeline.bigquery.clients import BigQueryEndpoints, make_bigquery_client
-from tfx_pipeline.bigquery.emulator import BigQueryEmulator
-from tfx_pipeline.bigquery.tables import PREDICTIONS_SCHEMA, ensure_table
+from bandit_core.bigquery.clients import BigQueryEndpoints, make_bigquery_client
+from tfx_pipeline.local.emulator import BigQueryEmulator
+from bandit_core.bigquery.tables import PREDICTIONS_SCHEMA, ensure_table
 
 DATASET = "bench"
 OBSERVATION_SIZE = 20

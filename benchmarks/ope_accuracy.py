@@ -24,7 +24,7 @@ from custom_components.movielens_generator.logged_data import simulate_uniform_l
 from custom_components.policy_evaluator import blessing, evaluation, ope
 from custom_components.policy_evaluator.target_policy import SavedPolicy
 from simulation.bandit_loader import load_movielens_bandit
-from tfx_pipeline.agent_report import split_logged
+from tfx_pipeline.reports.agent_report import split_logged
 
 WEAK_TRAIN_ROWS = 300
 

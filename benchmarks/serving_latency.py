@@ -285,8 +285,8 @@ def make_policy(policy_dir: Path, num_actions: int, seed: int = 0) -> None:
     from tf_agents.policies import policy_saver
 
     from custom_components.bandit_trainer.agents import linucb_agent_from_statistics
-    from custom_components.bandit_trainer.linear_statistics import arm_statistics
-    from custom_components.bandit_trainer.policy_metadata import (
+    from bandit_core.linear_statistics import arm_statistics
+    from bandit_core.policy_metadata import (
         PolicyMetadata,
         write_policy_metadata,
     )
@@ -438,8 +438,8 @@ def main() -> None:
     )
     emulator = client = None
     if args.logging == "bigquery-emulator":
-        from tfx_pipeline.bigquery.clients import make_bigquery_client
-        from tfx_pipeline.bigquery.emulator import BigQueryEmulator
+        from bandit_core.bigquery.clients import make_bigquery_client
+        from tfx_pipeline.local.emulator import BigQueryEmulator
 
         emulator = BigQueryEmulator().start()
         client = make_bigquery_client(emulator.endpoints)

@@ -24,7 +24,7 @@ from tf_agents.bandits.agents import lin_ucb_agent, linear_bandit_agent
 from tf_agents.trajectories import time_step as ts
 
 from custom_components.bandit_trainer import agents, training
-from custom_components.bandit_trainer.linear_statistics import arm_statistics
+from bandit_core.linear_statistics import arm_statistics
 from custom_components.bandit_trainer.neural_training import bandit_trajectory
 
 ALPHA = TIKHONOV = 1.0

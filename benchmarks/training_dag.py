@@ -11,7 +11,9 @@ import argparse
 import tempfile
 import time
 
-from tfx_pipeline import local_runner, pipeline, run_summary
+from tfx_pipeline import pipeline
+from tfx_pipeline.local import runner as local_runner
+from tfx_pipeline.reports import run_summary
 from tfx_pipeline.config import PipelineConfig
 
 

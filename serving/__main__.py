@@ -51,8 +51,8 @@ from serving.model_registry import ModelRegistry  # noqa: E402
 from serving.policy_scorer import SavedModelScorer, load_policy_scorer  # noqa: E402
 from serving.prediction_logger import PredictionLogger  # noqa: E402
 from serving.server import BanditServer, ServerConfig  # noqa: E402
-from tfx_pipeline.bigquery.clients import BigQueryEndpoints  # noqa: E402
-from tfx_pipeline.config import BigQueryConfig  # noqa: E402
+from bandit_core.bigquery.clients import BigQueryEndpoints  # noqa: E402
+from bandit_core.bigquery.settings import BigQueryConfig  # noqa: E402
 
 _LOG = logging.getLogger("serving")
 SCORERS: Mapping[str, Callable[[str], object]] = {

@@ -20,7 +20,7 @@ from typing import Callable, Dict, Generic, List, Optional, Tuple, TypeVar
 
 import tensorflow as tf
 
-from custom_components.bandit_trainer.policy_metadata import POLICY_METADATA_FILE
+from bandit_core.policy_metadata import POLICY_METADATA_FILE
 
 _LOG = logging.getLogger(__name__)
 # A version is only tried once these exist; the load itself catches the rest.

@@ -34,8 +34,8 @@ import tensorflow as tf
 import tensorflow_probability  # noqa: F401 - registers the TypeSpecs a saved policy's graph needs
 from tensorflow.core.protobuf import trackable_object_graph_pb2
 
-from custom_components.bandit_trainer.policy_metadata import PolicyMetadata, read_policy_metadata
-from serving.saved_policy import load_saved_policy, policy_actions
+from bandit_core.policy_metadata import PolicyMetadata, read_policy_metadata
+from bandit_core.saved_policy import load_saved_policy, policy_actions
 
 # Below this alpha TF-Agents' policy scores with the theta variable alone.
 _GREEDY_ALPHA = 1e-12

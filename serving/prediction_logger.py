@@ -31,8 +31,8 @@ import requests
 from google.cloud import bigquery
 
 from serving.event_spool import PREDICTIONS, REWARDS, EventSpool, OutboxRecord, RewardStatus
-from tfx_pipeline.bigquery.clients import BigQueryEndpoints, make_bigquery_client
-from tfx_pipeline.bigquery.tables import PREDICTIONS_SCHEMA, REWARDS_SCHEMA, ensure_table
+from bandit_core.bigquery.clients import BigQueryEndpoints, make_bigquery_client
+from bandit_core.bigquery.tables import PREDICTIONS_SCHEMA, REWARDS_SCHEMA, ensure_table
 
 _LOG = logging.getLogger(__name__)
 _SCHEMAS = {PREDICTIONS: PREDICTIONS_SCHEMA, REWARDS: REWARDS_SCHEMA}

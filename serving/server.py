@@ -16,7 +16,7 @@ from typing import List, Optional, Protocol, Tuple
 import numpy as np
 from aiohttp import web
 
-from custom_components.bandit_trainer.policy_metadata import PolicyMetadata
+from bandit_core.policy_metadata import PolicyMetadata
 from serving.event_spool import RewardStatus
 from serving.exploration import ExplorationConfig, action_probabilities, sample_actions
 from serving.model_registry import ModelRegistry, ServingModel

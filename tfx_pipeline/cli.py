@@ -6,7 +6,8 @@ import time
 from typing import List, Optional
 
 from tfx_pipeline import config as config_lib
-from tfx_pipeline import lineage_cli, vertex_cli
+from tfx_pipeline.lineage import cli as lineage_cli
+from tfx_pipeline.vertex import cli as vertex_cli
 
 
 def _int_at_least(minimum: int, requirement: str):
@@ -116,7 +117,10 @@ def load_cli_config(args: argparse.Namespace) -> config_lib.PipelineConfig:
 
 def run_pipeline_command(config: config_lib.PipelineConfig, retraining: bool) -> int:
     """Runs one DAG and prints what it produced."""
-    from tfx_pipeline import local_runner, pipeline, policy_report, run_summary
+    from tfx_pipeline import pipeline
+    from tfx_pipeline.local import runner as local_runner
+    from tfx_pipeline.reports import policy_report
+    from tfx_pipeline.reports import run_summary
     from simulation.bandit_loader import load_movielens_bandit
 
     started = time.perf_counter()
@@ -159,7 +163,8 @@ def run_pipeline_command(config: config_lib.PipelineConfig, retraining: bool) ->
 
 def run_demo_command(config: config_lib.PipelineConfig) -> int:
     """Runs the feedback loop, printing each round as it finishes."""
-    from tfx_pipeline import feedback_loop, loop_report
+    from tfx_pipeline.demo_loop import feedback_loop
+    from tfx_pipeline.reports import loop_report
 
     print(loop_report.format_round_header())
     first: list = []
@@ -178,7 +183,7 @@ def run_demo_command(config: config_lib.PipelineConfig) -> int:
 
 
 def run_report_command(args: argparse.Namespace) -> int:
-    from tfx_pipeline.agent_report import write_agent_report
+    from tfx_pipeline.reports.agent_report import write_agent_report
 
     files = write_agent_report(args.out, args.movielens_dir or "", num_events=args.num_events)
     for kind, path in files.items():
@@ -189,7 +194,7 @@ def run_report_command(args: argparse.Namespace) -> int:
 def run_emulator_command(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from tfx_pipeline.bigquery.emulator import BigQueryEmulator
+    from tfx_pipeline.local.emulator import BigQueryEmulator
 
     emulator = BigQueryEmulator(
         project=args.project, data_dir=Path(args.data_dir) if args.data_dir else None

@@ -16,8 +16,9 @@ import types
 import typing
 from typing import Any, Mapping, Optional
 
-from tfx_pipeline.config_validation import ConfigError, require as _require
-from tfx_pipeline.vertex_config import VertexConfig
+from bandit_core.bigquery.settings import BigQueryConfig
+from bandit_core.errors import ConfigError, require as _require
+from tfx_pipeline.vertex.config import VertexConfig
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parent.parent
 
@@ -36,45 +37,6 @@ class MovieLensConfig:
             1 <= self.num_actions <= 1682,
             "movielens.num_actions",
             "must be between 1 and 1682 (the movies in MovieLens 100K)",
-        )
-
-
-@dataclasses.dataclass(frozen=True)
-class BigQueryConfig:
-    """The logged-interactions table and, locally, the emulator in front of it."""
-
-    project: str = "local-proj"
-    dataset: str = "mlbandits"
-    table: str = "logged_interactions"
-    predictions_table: str = "predictions"
-    rewards_table: str = "rewards"
-    scratch_dataset: str = "mlbandits_scratch"
-    use_emulator: bool = True
-    emulator_data_dir: str = ""
-
-    @property
-    def table_ref(self) -> str:
-        return f"{self.project}.{self.dataset}.{self.table}"
-
-    def validate(self) -> None:
-        for field in ("project", "table", "predictions_table", "rewards_table"):
-            value = getattr(self, field)
-            _require(
-                bool(value) and all(c.isalnum() or c in "_-" for c in value),
-                f"bigquery.{field}",
-                f"{value!r} must be a non-empty BigQuery name (letters, digits, _ or -)",
-            )
-        for field in ("dataset", "scratch_dataset"):
-            value = getattr(self, field)
-            _require(
-                bool(value) and all(c.isalnum() or c == "_" for c in value),
-                f"bigquery.{field}",
-                f"{value!r} must be a non-empty dataset id (letters, digits or _; no -)",
-            )
-        _require(
-            self.scratch_dataset != self.dataset,
-            "bigquery.scratch_dataset",
-            "must differ from bigquery.dataset: scratch tables are dropped after reads",
         )
 
 

@@ -16,14 +16,14 @@ from tfx.extensions.google_cloud_big_query.example_gen.component import BigQuery
 from custom_components.bandit_schema_gen.component import BanditSchemaGen
 from custom_components.bandit_trainer.component import BanditTrainer
 from custom_components.bandit_trainer.vertex_job import VertexJobBanditTrainer
-from custom_components.emulator_example_gen import executor as emulator_executor
+from custom_components.bigquery_ingester import emulator_executor
 from custom_components.movielens_generator.component import MovieLensGenerator
 from custom_components.policy_evaluator.component import (
     PolicyEvaluator,
     latest_blessed_model_resolver,
 )
-from tfx_pipeline.bigquery.clients import BigQueryEndpoints
-from tfx_pipeline.bigquery.queries import build_examples_query, build_serving_logs_query
+from bandit_core.bigquery.clients import BigQueryEndpoints
+from custom_components.bigquery_ingester.queries import build_examples_query, build_serving_logs_query
 from tfx_pipeline.config import PipelineConfig
 
 TRAINING_SUFFIX = "train"

@@ -7,7 +7,7 @@ batch is checked too.
 
 from tensorflow_metadata.proto.v0 import schema_pb2
 
-from tfx_pipeline import features
+from bandit_core import columns
 
 
 def build_bandit_schema(
@@ -39,23 +39,23 @@ def build_bandit_schema(
         feature.value_count.max = length
         return feature
 
-    user = schema.feature.add(name=features.USER_ID, type=schema_pb2.INT)
+    user = schema.feature.add(name=columns.USER_ID, type=schema_pb2.INT)
     user.value_count.max = 1
     user.int_domain.min = 1
-    observation = required(features.OBSERVATION, schema_pb2.FLOAT, observation_dim)
+    observation = required(columns.OBSERVATION, schema_pb2.FLOAT, observation_dim)
     observation.float_domain.disallow_nan = True
     observation.float_domain.disallow_inf = True
-    action = required(features.ACTION, schema_pb2.INT)
+    action = required(columns.ACTION, schema_pb2.INT)
     action.int_domain.min = 0
     action.int_domain.max = num_actions - 1
-    reward = required(features.REWARD, schema_pb2.FLOAT)
+    reward = required(columns.REWARD, schema_pb2.FLOAT)
     reward.float_domain.min = reward_min
     reward.float_domain.max = reward_max
     reward.float_domain.disallow_nan = True
     reward.float_domain.disallow_inf = True
-    propensity = required(features.PROPENSITY, schema_pb2.FLOAT)
+    propensity = required(columns.PROPENSITY, schema_pb2.FLOAT)
     propensity.float_domain.min = min_propensity
     propensity.float_domain.max = 1.0
     propensity.float_domain.disallow_nan = True
-    required(features.EVENT_TIME_US, schema_pb2.INT)
+    required(columns.EVENT_TIME_US, schema_pb2.INT)
     return schema

@@ -17,15 +17,8 @@ from tf_agents.networks import q_network
 from tf_agents.specs import tensor_spec
 from tf_agents.trajectories import time_step as ts
 
-from custom_components.bandit_trainer.linear_statistics import LinearArmStatistics
-
-LINUCB = "LinUCB"
-LINTS = "LinTS"
-NEURAL_EPSILON_GREEDY = "NeuralEpsilonGreedy"
-NEURAL_LINUCB = "NeuralLinUCB"
-LINEAR_AGENTS = (LINUCB, LINTS)
-NEURAL_AGENTS = (NEURAL_EPSILON_GREEDY, NEURAL_LINUCB)
-AGENTS = LINEAR_AGENTS + NEURAL_AGENTS
+from bandit_core.agent_names import LINTS, LINUCB
+from bandit_core.linear_statistics import LinearArmStatistics
 
 _LINEAR_AGENT_CLASSES = {
     LINUCB: lin_ucb_agent.LinearUCBAgent,

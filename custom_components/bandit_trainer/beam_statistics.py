@@ -13,12 +13,12 @@ import apache_beam as beam
 import numpy as np
 import tensorflow as tf
 
-from custom_components.bandit_trainer.linear_statistics import (
+from bandit_core.linear_statistics import (
     LinearArmStatistics,
     arm_statistics,
     zero_statistics,
 )
-from tfx_pipeline import features
+from bandit_core import columns
 
 # (observation [d], action, reward)
 Row = Tuple[np.ndarray, int, float]
@@ -91,9 +91,9 @@ def parse_logged_example(serialized: bytes) -> Row:
     """(observation, action, reward) of one serialized logged-interaction tf.Example."""
     feature = tf.train.Example.FromString(serialized).features.feature
     return (
-        np.asarray(feature[features.OBSERVATION].float_list.value, dtype=np.float32),
-        int(feature[features.ACTION].int64_list.value[0]),
-        float(feature[features.REWARD].float_list.value[0]),
+        np.asarray(feature[columns.OBSERVATION].float_list.value, dtype=np.float32),
+        int(feature[columns.ACTION].int64_list.value[0]),
+        float(feature[columns.REWARD].float_list.value[0]),
     )
 
 

@@ -13,7 +13,8 @@ from tfx.dsl.components.base import base_executor
 from tfx.types import artifact_utils
 from tfx.utils import path_utils
 
-from custom_components.bandit_trainer import anomalies_gate, examples_reader, training
+from custom_components.bandit_trainer import anomalies_gate, training
+from bandit_core import logged_examples
 
 METRICS_FILE = "metrics.json"
 
@@ -53,7 +54,7 @@ class Executor(base_executor.BaseExecutor):
         observation_dim = exec_properties["observation_dim"]
         num_actions = exec_properties["num_actions"]
         started = time.perf_counter()
-        train = examples_reader.read_split(
+        train = logged_examples.read_split(
             artifact_utils.get_split_uri([examples], "train"), observation_dim
         )
         trained = training.train_policy(

@@ -16,7 +16,7 @@ from tf_agents.policies import utils as policy_utilities
 from tf_agents.trajectories import time_step as ts
 from tf_agents.trajectories import trajectory
 
-from custom_components.bandit_trainer.linear_statistics import arm_statistics
+from bandit_core.linear_statistics import arm_statistics
 
 _ENCODE_CHUNK = 65536
 

@@ -12,9 +12,10 @@ import numpy as np
 import tensorflow as tf
 from tf_agents.policies import policy_saver, tf_policy
 
+from bandit_core import agent_names
 from custom_components.bandit_trainer import agents, neural_training
-from custom_components.bandit_trainer.linear_statistics import arm_statistics
-from custom_components.bandit_trainer.policy_metadata import PolicyMetadata, write_policy_metadata
+from bandit_core.linear_statistics import arm_statistics
+from bandit_core.policy_metadata import PolicyMetadata, write_policy_metadata
 
 # TF-Agents' linear policies ignore the variance below this alpha.
 _GREEDY_ALPHA = 1e-12
@@ -27,7 +28,7 @@ class TrainerSettings:
     """Which agent to train and its hyper-parameters.
 
     Attributes:
-      agent: one of `agents.AGENTS`.
+      agent: one of `agent_names.AGENTS`.
       alpha: exploration width of LinUCB, LinTS and NeuralLinUCB.
       tikhonov_weight: ridge of LinUCB and LinTS.
       epsilon: NeuralEpsilonGreedy's probability of a uniform random action.
@@ -39,7 +40,7 @@ class TrainerSettings:
       seed: seeds network initialisation and shuffling.
     """
 
-    agent: str = agents.LINUCB
+    agent: str = agent_names.LINUCB
     alpha: float = 1.0
     tikhonov_weight: float = 1.0
     epsilon: float = 0.05
@@ -53,7 +54,7 @@ class TrainerSettings:
     def validate(self) -> "TrainerSettings":
         """Raises ValueError naming the first bad setting."""
         checks = [
-            (self.agent in agents.AGENTS, "agent", f"must be one of {', '.join(agents.AGENTS)}"),
+            (self.agent in agent_names.AGENTS, "agent", f"must be one of {', '.join(agent_names.AGENTS)}"),
             (self.alpha >= 0.0, "alpha", "must be >= 0"),
             (self.tikhonov_weight > 0.0, "tikhonov_weight", "must be > 0"),
             (0.0 <= self.epsilon <= 1.0, "epsilon", "must be in [0, 1]"),
@@ -75,9 +76,9 @@ class TrainerSettings:
 
     def hyperparameters(self) -> Dict[str, Any]:
         """The settings this agent actually uses, for the policy sidecar."""
-        if self.agent in agents.LINEAR_AGENTS:
+        if self.agent in agent_names.LINEAR_AGENTS:
             names = ("alpha", "tikhonov_weight")
-        elif self.agent == agents.NEURAL_EPSILON_GREEDY:
+        elif self.agent == agent_names.NEURAL_EPSILON_GREEDY:
             names = ("epsilon", "hidden_layers", "learning_rate", "batch_size", "epochs", "seed")
         else:
             names = (
@@ -133,7 +134,7 @@ def train_policy(
     settings.validate()
     observation_dim = observations.shape[1]
     started = time.perf_counter()
-    if settings.agent in agents.LINEAR_AGENTS:
+    if settings.agent in agent_names.LINEAR_AGENTS:
         statistics = arm_statistics(observations, actions, rewards, num_actions)
         agent = agents.linear_agent_from_statistics(
             settings.agent, statistics, settings.alpha, settings.tikhonov_weight
@@ -164,7 +165,7 @@ def _train_neural(
     batches = neural_training.logged_batches(
         observations, actions, rewards, settings.batch_size, settings.epochs, settings.seed
     )
-    if settings.agent == agents.NEURAL_EPSILON_GREEDY:
+    if settings.agent == agent_names.NEURAL_EPSILON_GREEDY:
         agent = agents.neural_epsilon_greedy_agent(
             observation_dim,
             num_actions,
@@ -191,15 +192,15 @@ def policy_metadata(
     settings: TrainerSettings, observation_dim: int, num_actions: int
 ) -> PolicyMetadata:
     """The sidecar: 0 for alpha/tikhonov_weight where an agent has no such setting."""
-    uses_alpha = settings.agent != agents.NEURAL_EPSILON_GREEDY
-    if settings.agent in agents.LINEAR_AGENTS:
+    uses_alpha = settings.agent != agent_names.NEURAL_EPSILON_GREEDY
+    if settings.agent in agent_names.LINEAR_AGENTS:
         ridge = settings.tikhonov_weight
-    elif settings.agent == agents.NEURAL_LINUCB:
+    elif settings.agent == agent_names.NEURAL_LINUCB:
         ridge = _NEURAL_LINUCB_RIDGE
     else:
         ridge = 0.0
-    stochastic = (settings.agent == agents.LINTS and settings.alpha >= _GREEDY_ALPHA) or (
-        settings.agent == agents.NEURAL_EPSILON_GREEDY and settings.epsilon > 0.0
+    stochastic = (settings.agent == agent_names.LINTS and settings.alpha >= _GREEDY_ALPHA) or (
+        settings.agent == agent_names.NEURAL_EPSILON_GREEDY and settings.epsilon > 0.0
     )
     return PolicyMetadata(
         agent=settings.agent,

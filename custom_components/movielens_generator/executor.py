@@ -10,7 +10,8 @@ from tfx.types import artifact_utils
 
 from custom_components.movielens_generator import logged_data
 from simulation.bandit_loader import load_movielens_bandit
-from tfx_pipeline.bigquery import clients, tables
+from bandit_core.bigquery import clients
+from bandit_core.bigquery import tables
 
 
 class Executor(base_executor.BaseExecutor):

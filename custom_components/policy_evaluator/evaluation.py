@@ -11,7 +11,7 @@ from typing import Any, Callable, Dict, Optional, Tuple
 
 import numpy as np
 
-from custom_components.bandit_trainer.examples_reader import LoggedColumns
+from bandit_core.logged_examples import LoggedColumns
 from custom_components.policy_evaluator import blessing, ope, reward_model
 from custom_components.policy_evaluator.target_policy import SavedPolicy
 from simulation import movielens_environment

@@ -12,7 +12,7 @@ from tfx.dsl.components.base import base_executor
 from tfx.types import artifact_utils
 from tfx.utils import io_utils, path_utils
 
-from custom_components.bandit_trainer import examples_reader
+from bandit_core import logged_examples
 from custom_components.policy_evaluator import blessing, evaluation
 from custom_components.policy_evaluator.target_policy import SavedPolicy
 from simulation.bandit_loader import load_movielens_bandit
@@ -81,10 +81,10 @@ class Executor(base_executor.BaseExecutor):
         )
         split = exec_properties["split"]
 
-        def read_columns(observation_dim: int) -> examples_reader.LoggedColumns:
+        def read_columns(observation_dim: int) -> logged_examples.LoggedColumns:
             try:
                 split_uri = artifact_utils.get_split_uri([examples], split)
-                return examples_reader.read_split(split_uri, observation_dim, allow_missing=True)
+                return logged_examples.read_split(split_uri, observation_dim, allow_missing=True)
             except tf.errors.OpError as e:
                 raise ValueError(f"split {split!r} could not be parsed: {e.message}") from e
 

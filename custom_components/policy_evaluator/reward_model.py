@@ -17,7 +17,7 @@ additive each fold's fit is the split's sums minus the fold's.
 
 import numpy as np
 
-from custom_components.bandit_trainer.linear_statistics import arm_statistics
+from bandit_core.linear_statistics import arm_statistics
 
 
 def with_intercept(observations: np.ndarray) -> np.ndarray:

@@ -21,9 +21,9 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_probability  # noqa: F401 - registers the TypeSpecs a saved policy needs
 
-from custom_components.bandit_trainer import agents
-from custom_components.bandit_trainer.policy_metadata import PolicyMetadata, read_policy_metadata
-from serving.saved_policy import load_saved_policy, policy_actions
+from bandit_core import agent_names
+from bandit_core.policy_metadata import PolicyMetadata, read_policy_metadata
+from bandit_core.saved_policy import load_saved_policy, policy_actions
 
 _BATCH = 8192
 # TF-Agents' linear policies score with theta alone below this alpha.
@@ -133,7 +133,7 @@ class SavedPolicy:
     def saved_model(self) -> tf.Module:
         if self._loaded is None:
             self._loaded = load_saved_policy(self.policy_dir)
-            if self.metadata.agent in agents.LINEAR_AGENTS:
+            if self.metadata.agent in agent_names.LINEAR_AGENTS:
                 self._linear = linear_state(self._loaded, self.policy_dir)
         return self._loaded
 
@@ -155,7 +155,7 @@ class SavedPolicy:
         if metadata.alpha < _GREEDY_ALPHA:
             return one_hot(np.argmax(x @ theta.T, axis=1), metadata.num_actions)
         means, stds = linear_scores(cov, data, metadata.tikhonov_weight, x)
-        if metadata.agent == agents.LINUCB:
+        if metadata.agent == agent_names.LINUCB:
             return one_hot(np.argmax(means + metadata.alpha * stds, axis=1), metadata.num_actions)
         rng = rng or np.random.default_rng(0)
         total = np.zeros_like(means)

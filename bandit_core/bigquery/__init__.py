@@ -1,0 +1,1 @@
+"""BigQuery endpoints, clients, table schemas and the settings that name them."""

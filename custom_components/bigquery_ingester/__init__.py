@@ -1,0 +1,1 @@
+"""Ingester: BigQueryExampleGen, its emulator executor and the queries it runs."""

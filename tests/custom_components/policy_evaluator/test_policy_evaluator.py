@@ -1,0 +1,446 @@
+"""PolicyEvaluator: the blessing rule, the executor on real artifacts, and a real DAG.
+
+The DAG test runs ImportExampleGen -> StatisticsGen/BanditSchemaGen/ExampleValidator
+-> BanditTrainer -> PolicyEvaluator (baseline from the latest-blessed resolver)
+-> stock Pusher twice under LocalDagRunner: a good policy is blessed and pushed,
+then a worse one is evaluated against it, refused and not pushed.
+"""
+
+import json
+import math
+import os
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from ml_metadata.proto import metadata_store_pb2
+from tfx import v1 as tfx
+from tfx.components.pusher import executor as pusher_executor
+from tfx.orchestration import metadata
+from tfx.types import artifact_utils, standard_artifacts
+from tfx.utils import path_utils, proto_utils
+
+from custom_components.bandit_schema_gen.component import BanditSchemaGen
+from custom_components.bandit_trainer import training
+from custom_components.bandit_trainer.component import BanditTrainer
+from custom_components.policy_evaluator import blessing, executor
+from custom_components.policy_evaluator.component import (
+    PolicyEvaluator,
+    latest_blessed_model_resolver,
+)
+from custom_components.policy_evaluator.ope import Estimate
+from custom_components.policy_evaluator.target_policy import SavedPolicy, saved_model_probabilities
+from simulation.movielens_data import default_data_dir
+from bandit_core import columns
+
+# --- the rule -------------------------------------------------------------------------------
+
+
+def _estimates(dr, lower=None, upper=None):
+    lower = dr - 0.1 if lower is None else lower
+    upper = dr + 0.1 if upper is None else upper
+    return {name: Estimate(dr, lower, upper) for name in ("ips", "snips", "dm", "dr")}
+
+
+@pytest.mark.parametrize(
+    "rule, candidate, baseline, logging, blessed",
+    [
+        (blessing.BlessingRule(), _estimates(4.0, lower=3.9), _estimates(3.8), 1.0, True),
+        (blessing.BlessingRule(), _estimates(4.0, lower=3.7), _estimates(3.8), 1.0, False),
+        (blessing.BlessingRule(), _estimates(4.0, lower=3.8), _estimates(3.8), 1.0, False),
+        (blessing.BlessingRule(), _estimates(4.0, lower=3.7), None, 3.6, True),
+        (blessing.BlessingRule(), _estimates(4.0, lower=3.7), None, 3.8, False),
+        (
+            blessing.BlessingRule(comparison="point_estimate"),
+            _estimates(4.0, lower=3.0), _estimates(3.8), 1.0, True,
+        ),
+        (
+            blessing.BlessingRule(comparison="point_estimate", min_improvement=0.3),
+            _estimates(4.0), _estimates(3.8), 1.0, False,
+        ),
+        (blessing.BlessingRule(), _estimates(4.0, lower=math.nan), None, 1.0, False),
+        (blessing.BlessingRule(), _estimates(4.0), _estimates(math.nan), 1.0, False),
+    ],
+)
+def test_blessing_rule(rule, candidate, baseline, logging, blessed):
+    decision = blessing.decide(rule, candidate, baseline, logging)
+    assert decision.blessed is blessed
+    assert decision.reason.startswith("blessed" if blessed else "not blessed")
+
+
+def test_blessing_reason_names_both_sides():
+    decision = blessing.decide(blessing.BlessingRule(), _estimates(4.0, 3.9), _estimates(3.5), 1.0)
+    assert decision.reason == (
+        "blessed: candidate DR lower bound 3.9 vs baseline DR 3.5 + min_improvement 0"
+    )
+    first = blessing.decide(blessing.BlessingRule(estimator="ips"), _estimates(2.0, 0.5), None, 1.0)
+    assert "candidate IPS lower bound 0.5 vs logging policy's mean reward 1" in first.reason
+
+
+@pytest.mark.parametrize(
+    "change, match",
+    [
+        ({"estimator": "mean"}, "estimator 'mean'"),
+        ({"comparison": "upper"}, "comparison 'upper'"),
+        ({"min_improvement": -1.0}, "min_improvement"),
+    ],
+)
+def test_bad_rules_are_rejected(change, match):
+    with pytest.raises(ValueError, match=match):
+        blessing.BlessingRule(**change).validate()
+
+
+# --- the executor on artifacts made here -------------------------------------------------------
+
+D, K = 5, 4
+
+
+def _bandit(seed=0):
+    rng = np.random.default_rng(seed)
+    return rng.normal(size=(K, D)), rng.normal(size=K)
+
+
+def _log(n, seed):
+    """Uniformly logged rows of a linear bandit with Gaussian contexts."""
+    theta, bias = _bandit()
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, D)).astype(np.float32)
+    a = rng.integers(0, K, size=n)
+    r = (x @ theta.T + bias)[np.arange(n), a] + rng.normal(scale=0.5, size=n)
+    return x, a, r.astype(np.float32), np.full(n, 1.0 / K, dtype=np.float32)
+
+
+def _example(x, a=None, r=None, p=None, user=1) -> tf.train.Example:
+    feature = {
+        columns.USER_ID: tf.train.Feature(int64_list=tf.train.Int64List(value=[user])),
+        columns.OBSERVATION: tf.train.Feature(float_list=tf.train.FloatList(value=x)),
+        columns.EVENT_TIME_US: tf.train.Feature(int64_list=tf.train.Int64List(value=[1])),
+    }
+    for name, value, kind in (
+        (columns.ACTION, a, "int"),
+        (columns.REWARD, r, "float"),
+        (columns.PROPENSITY, p, "float"),
+    ):
+        if value is None:
+            continue
+        feature[name] = (
+            tf.train.Feature(int64_list=tf.train.Int64List(value=[int(value)]))
+            if kind == "int"
+            else tf.train.Feature(float_list=tf.train.FloatList(value=[float(value)]))
+        )
+    return tf.train.Example(features=tf.train.Features(feature=feature))
+
+
+def _write_examples(path, x, a, r, p, users=None, gzip=True):
+    with tf.io.TFRecordWriter(path, options="GZIP" if gzip else None) as writer:
+        for i in range(len(x)):
+            user = 1 if users is None else int(users[i])
+            writer.write(_example(x[i], a[i], r[i], p[i], user).SerializeToString())
+
+
+def _examples_artifact(root, rows=None, write=None):
+    artifact = standard_artifacts.Examples()
+    artifact.uri = str(root)
+    artifact.split_names = artifact_utils.encode_split_names(["eval"])
+    split_dir = os.path.join(str(root), "Split-eval")
+    os.makedirs(split_dir)
+    if rows is not None:
+        _write_examples(os.path.join(split_dir, "data.gz"), *rows)
+    if write is not None:
+        write(os.path.join(split_dir, "data.gz"))
+    return artifact
+
+
+def _model(root, settings, rows, model_id):
+    model = standard_artifacts.Model()
+    model.uri = str(root)
+    model.id = model_id
+    x, a, r, _ = rows
+    trained = training.train_policy(settings, x, a, r, K)
+    training.save_policy(trained, path_utils.serving_model_dir(model.uri))
+    return model
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory):
+    root = tmp_path_factory.mktemp("models")
+    train_rows = _log(4000, seed=1)
+    return {
+        "good": _model(root / "good", training.TrainerSettings(alpha=0.1), train_rows, 11),
+        "bad": _model(
+            root / "bad", training.TrainerSettings(agent="LinTS", alpha=100.0), train_rows, 12
+        ),
+    }
+
+
+PROPERTIES = dict(
+    split="eval", blessing_estimator="dr", blessing_comparison="lower_bound",
+    min_improvement=0.0, bootstrap_samples=300, confidence=0.95, seed=0, reward_model_folds=5,
+    ridge=1.0, policy_samples=32, reward_min=-20.0, reward_max=20.0,
+)
+
+
+def _run(examples, model, baseline, tmp_path, **overrides):
+    blessing_artifact = standard_artifacts.ModelBlessing()
+    blessing_artifact.uri = str(tmp_path / "blessing")
+    evaluation = standard_artifacts.ModelEvaluation()
+    evaluation.uri = str(tmp_path / "evaluation")
+    os.makedirs(blessing_artifact.uri)
+    os.makedirs(evaluation.uri)
+    executor.Executor().Do(
+        {
+            "examples": [examples],
+            "model": [model],
+            "baseline_model": [baseline] if baseline else [],
+        },
+        {"blessing": [blessing_artifact], "evaluation": [evaluation]},
+        {**PROPERTIES, **overrides},
+    )
+    with open(os.path.join(evaluation.uri, executor.EVALUATION_FILE)) as f:
+        report = json.load(f)
+    return blessing_artifact, evaluation, report
+
+
+@pytest.fixture(scope="module")
+def eval_rows():
+    return _log(3000, seed=2)
+
+
+def test_good_candidate_without_baseline_is_blessed(models, eval_rows, tmp_path):
+    examples = _examples_artifact(tmp_path / "examples", eval_rows)
+    blessed, evaluation, report = _run(examples, models["good"], None, tmp_path)
+
+    assert blessed.get_int_custom_property("blessed") == 1
+    assert os.listdir(blessed.uri) == ["BLESSED"]
+    assert blessed.get_int_custom_property("current_model_id") == 11
+    assert blessed.get_string_custom_property("current_model") == models["good"].uri
+    assert "logging policy's mean reward" in blessed.get_string_custom_property("blessing_message")
+    assert report["blessed"] is True and report["baseline"] is None
+    assert report["eval_rows"] == 3000
+    assert report["logging_policy_value"] == pytest.approx(float(eval_rows[2].mean()), rel=1e-6)
+    estimates = report["candidate"]["estimates"]
+    assert set(estimates) == {"ips", "snips", "dm", "dr"}
+    for estimate in estimates.values():
+        assert estimate["lower"] <= estimate["value"] <= estimate["upper"]
+    assert report["candidate"]["agent"] == "LinUCB"
+    assert report["simulator"] == {"unavailable": "no movielens_dir configured"}
+    assert evaluation.get_float_custom_property("candidate_dr") == estimates["dr"]["value"]
+    assert evaluation.get_float_custom_property("candidate_dr_lower") == estimates["dr"]["lower"]
+    assert evaluation.get_int_custom_property("blessed") == 1
+
+
+def test_good_candidate_beats_a_worse_baseline_and_a_worse_one_is_refused(
+    models, eval_rows, tmp_path
+):
+    examples = _examples_artifact(tmp_path / "examples", eval_rows)
+    up, _, up_report = _run(examples, models["good"], models["bad"], tmp_path / "up")
+    down, _, down_report = _run(examples, models["bad"], models["good"], tmp_path / "down")
+
+    assert up.get_int_custom_property("blessed") == 1
+    assert up.get_int_custom_property("baseline_model_id") == 12
+    assert up_report["baseline"]["agent"] == "LinTS"
+    assert down.get_int_custom_property("blessed") == 0
+    assert os.listdir(down.uri) == ["NOT_BLESSED"]
+    assert down.get_string_custom_property("blessing_message").startswith(
+        "not blessed: candidate DR lower bound"
+    )
+    good = up_report["candidate"]["estimates"]["dr"]["value"]
+    bad = down_report["candidate"]["estimates"]["dr"]["value"]
+    assert good > bad + 1.0
+
+
+def test_an_unblessed_candidate_is_not_pushed_by_the_stock_pusher(models, eval_rows, tmp_path):
+    examples = _examples_artifact(tmp_path / "examples", eval_rows)
+    pushed_dirs = {}
+    for name, baseline in (("bad", models["good"]), ("good", models["bad"])):
+        blessing_artifact, _, _ = _run(examples, models[name], baseline, tmp_path / name)
+        pushed = standard_artifacts.PushedModel()
+        pushed.uri = str(tmp_path / name / "pushed")
+        os.makedirs(pushed.uri)
+        destination = str(tmp_path / name / "serving")
+        pusher_executor.Executor().Do(
+            {"model": [models[name]], "model_blessing": [blessing_artifact]},
+            {"pushed_model": [pushed]},
+            {
+                "push_destination": proto_utils.proto_to_json(
+                    tfx.proto.PushDestination(
+                        filesystem=tfx.proto.PushDestination.Filesystem(base_directory=destination)
+                    )
+                )
+            },
+        )
+        pushed_dirs[name] = (pushed.get_int_custom_property("pushed"), os.path.exists(destination))
+    assert pushed_dirs == {"bad": (0, False), "good": (1, True)}
+
+
+@pytest.mark.parametrize(
+    "column, value, expected",
+    [
+        ("propensity", 0.0, "1 of 3000 logged rows have propensities <= 0"),
+        ("propensity", 1.5, "propensities > 1"),
+        ("propensity", None, "propensities missing"),
+        ("reward", 50.0, r"rewards outside [-20.0, 20.0]"),
+        ("reward", float("nan"), "rewards missing or not finite"),
+        ("reward", None, "rewards missing or not finite"),
+        ("action", None, "actions missing or outside [0, 4)"),
+        ("action", 9, "actions missing or outside [0, 4)"),
+    ],
+)
+def test_bad_evaluation_data_is_refused_with_the_reason(
+    models, eval_rows, tmp_path, column, value, expected
+):
+    x, a, r, p = (list(c) for c in eval_rows)
+    {"action": a, "reward": r, "propensity": p}[column][17] = value
+    examples = _examples_artifact(tmp_path / "examples", (x, a, r, p))
+    blessed, _, report = _run(examples, models["good"], None, tmp_path)
+
+    message = blessed.get_string_custom_property("blessing_message")
+    assert blessed.get_int_custom_property("blessed") == 0
+    assert os.listdir(blessed.uri) == ["NOT_BLESSED"]
+    assert message.startswith("not blessed: the evaluation data is invalid: ")
+    assert expected in message and "(first: row" in message
+    assert report["blessed"] is False and report["candidate"] is None
+
+
+@pytest.mark.parametrize(
+    "write, expected",
+    [
+        (None, "no example files (*.gz)"),
+        (lambda path: tf.io.TFRecordWriter(path, options="GZIP").close(), "holds no examples"),
+        (
+            lambda path: _write_examples(path, *(c[:3] for c in _log(3, 0)), gzip=False),
+            "could not be parsed",
+        ),
+    ],
+    ids=["no-files", "no-rows", "corrupt"],
+)
+def test_unreadable_or_empty_evaluation_split_is_refused(models, tmp_path, write, expected):
+    examples = _examples_artifact(tmp_path / "examples", write=write)
+    blessed, _, report = _run(examples, models["good"], None, tmp_path)
+    message = blessed.get_string_custom_property("blessing_message")
+    assert blessed.get_int_custom_property("blessed") == 0
+    assert message.startswith("not blessed: the evaluation data could not be read: ")
+    assert expected in message
+    assert report["eval_rows"] == 0
+
+
+def test_linear_policies_are_scored_exactly_as_their_saved_models_act(models):
+    queries = np.random.default_rng(5).normal(size=(400, D)).astype(np.float32)
+    good = SavedPolicy(path_utils.serving_model_path(models["good"].uri))
+    np.testing.assert_array_equal(
+        good.probabilities(queries, samples=1),
+        saved_model_probabilities(good.saved_model, queries, K),
+    )
+    # LinTS samples: its pi is a distribution; SavedModel draws agree with it.
+    bad = SavedPolicy(path_utils.serving_model_path(models["bad"].uri))
+    ours = bad.probabilities(queries[:100], samples=2000)
+    theirs = saved_model_probabilities(bad.saved_model, queries[:100], K, samples=300)
+    assert np.abs(ours - theirs).max() < 0.15
+    assert np.abs(ours.mean(axis=0) - theirs.mean(axis=0)).max() < 0.03
+    assert ours.max() < 1.0
+
+
+# --- a real DAG -------------------------------------------------------------------------------
+
+movielens = pytest.mark.skipif(
+    not (default_data_dir() / "u.data").exists(),
+    reason="MovieLens 100K not found; set MLBANDITS_MOVIELENS_DIR",
+)
+
+
+def _pipeline(root, data_dir, push_dir, trainer_settings: dict) -> tfx.dsl.Pipeline:
+    example_gen = tfx.components.ImportExampleGen(input_base=str(data_dir))
+    statistics = tfx.components.StatisticsGen(examples=example_gen.outputs["examples"])
+    schema = BanditSchemaGen(
+        observation_dim=20, num_actions=20, reward_min=-5.0, reward_max=10.0, min_propensity=1e-6
+    )
+    validator = tfx.components.ExampleValidator(
+        statistics=statistics.outputs["statistics"], schema=schema.outputs["schema"]
+    )
+    trainer = BanditTrainer(
+        examples=example_gen.outputs["examples"],
+        example_anomalies=validator.outputs["anomalies"],
+        observation_dim=20,
+        num_actions=20,
+        **trainer_settings,
+    )
+    baseline = latest_blessed_model_resolver()
+    evaluator = PolicyEvaluator(
+        examples=example_gen.outputs["examples"],
+        model=trainer.outputs["model"],
+        baseline_model=baseline.outputs["model"],
+        reward_min=-5.0,
+        reward_max=10.0,
+        movielens_dir="",
+        bootstrap_samples=200,
+    )
+    pusher = tfx.components.Pusher(
+        model=trainer.outputs["model"],
+        model_blessing=evaluator.outputs["blessing"],
+        push_destination=tfx.proto.PushDestination(
+            filesystem=tfx.proto.PushDestination.Filesystem(base_directory=str(push_dir))
+        ),
+    )
+    return tfx.dsl.Pipeline(
+        pipeline_name="evaluator-test",
+        pipeline_root=str(root / "pipeline_root"),
+        components=[
+            example_gen, statistics, schema, validator, trainer, baseline, evaluator, pusher
+        ],
+        enable_cache=False,
+        metadata_connection_config=tfx.orchestration.metadata.sqlite_metadata_connection_config(
+            str(root / "metadata.sqlite")
+        ),
+        beam_pipeline_args=["--direct_running_mode=in_memory", "--direct_num_workers=1"],
+    )
+
+
+@movielens
+def test_dag_blesses_and_pushes_a_good_policy_then_refuses_a_worse_one(tmp_path):
+    from custom_components.movielens_generator.logged_data import simulate_uniform_logging
+    from simulation.bandit_loader import load_movielens_bandit
+
+    bandit = load_movielens_bandit("", 20, 20)
+    logged = simulate_uniform_logging(bandit, 3000, seed=3)
+    data_dir = tmp_path / "logged"
+    data_dir.mkdir()
+    _write_examples(
+        str(data_dir / "data.tfrecord"),
+        logged.observations, logged.actions, logged.rewards, logged.propensities,
+        users=logged.user_ids, gzip=False,
+    )
+    push_dir = tmp_path / "serving"
+    runner = tfx.orchestration.LocalDagRunner()
+    runner.run(_pipeline(tmp_path, data_dir, push_dir, dict(agent="LinUCB", alpha=0.1,
+                                                             tikhonov_weight=1.0)))
+    assert len(os.listdir(push_dir)) == 1
+    runner.run(_pipeline(tmp_path, data_dir, push_dir, dict(agent="LinTS", alpha=100.0,
+                                                             tikhonov_weight=1.0)))
+    assert len(os.listdir(push_dir)) == 1
+
+    config = tfx.orchestration.metadata.sqlite_metadata_connection_config(
+        str(tmp_path / "metadata.sqlite")
+    )
+    with metadata.Metadata(config) as store:
+        models = store.store.get_artifacts_by_type("Model")
+        blessings = store.store.get_artifacts_by_type("ModelBlessing")
+        evaluations = store.store.get_artifacts_by_type("ModelEvaluation")
+        pushed = store.store.get_artifacts_by_type("PushedModel")
+    assert [b.custom_properties["blessed"].int_value for b in blessings] == [1, 0]
+    first, second = sorted(models, key=lambda m: m.id)
+    assert blessings[0].custom_properties["current_model_id"].int_value == first.id
+    assert "baseline_model_id" not in blessings[0].custom_properties
+    assert blessings[1].custom_properties["baseline_model_id"].int_value == first.id
+    assert blessings[1].custom_properties["current_model_id"].int_value == second.id
+    assert [p.custom_properties["pushed"].int_value for p in pushed] == [1, 0]
+    assert all(e.state == metadata_store_pb2.Artifact.LIVE for e in evaluations)
+
+    with open(os.path.join(evaluations[0].uri, executor.EVALUATION_FILE)) as f:
+        report = json.load(f)
+    truth = report["candidate"]["true_value"]
+    assert report["simulator"]["oracle_value"] == pytest.approx(4.5726, abs=1e-3)
+    assert truth > 0.9 * report["simulator"]["oracle_value"]
+    assert abs(report["candidate"]["estimates"]["dr"]["value"] - truth) < 0.05 * truth
+    assert evaluations[1].custom_properties["baseline_true_value"].double_value == pytest.approx(
+        truth
+    )

@@ -1,0 +1,105 @@
+"""Faults against the real server process and the real emulator: nothing is lost.
+
+The server runs as `python -m serving` (the container's entry point) with the
+demo's environment; BigQuery is the emulator with a persistent data directory
+so it can be stopped and brought back.
+"""
+
+import asyncio
+import time
+from typing import List, Tuple
+
+import aiohttp
+from google.api_core import exceptions
+import numpy as np
+import pytest
+
+from helpers.policy_factory import save_linucb_policy
+from bandit_core.bigquery import clients
+from tfx_pipeline.local.emulator import BigQueryEmulator
+from tfx_pipeline.config import PipelineConfig
+from tfx_pipeline.demo_loop.serving_process import ServingProcess
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture()
+def emulator(tmp_path):
+    with BigQueryEmulator(data_dir=tmp_path / "bigquery") as running:
+        yield running
+
+
+@pytest.fixture()
+def config(tmp_path) -> PipelineConfig:
+    config = PipelineConfig().replace(local={"root": str(tmp_path / "run")}).validate()
+    save_linucb_policy(config.local.serving_model_dir / "1", seed=0)
+    return config
+
+
+async def _predict_many(url: str, count: int, concurrency: int = 4) -> Tuple[List[str], List[float]]:
+    """Sends `count` single-instance predictions; returns event ids and latencies."""
+    rng = np.random.default_rng(count)
+    observations = rng.normal(size=(count, 20)).tolist()
+    event_ids: List[str] = []
+    latencies: List[float] = []
+
+    async def one(session: aiohttp.ClientSession, observation: list) -> None:
+        started = time.perf_counter()
+        async with session.post("/predict", json={"instances": [{"observation": observation}]}) as r:
+            assert r.status == 200, await r.text()
+            body = await r.json()
+        latencies.append(time.perf_counter() - started)
+        event_ids.append(body["predictions"][0]["event_id"])
+
+    async with aiohttp.ClientSession(base_url=url) as session:
+        for start in range(0, count, concurrency):
+            await asyncio.gather(*(one(session, o) for o in observations[start : start + concurrency]))
+    return event_ids, latencies
+
+
+def _landed_event_ids(emulator: BigQueryEmulator, config: PipelineConfig) -> Tuple[int, set]:
+    client = clients.make_bigquery_client(emulator.endpoints)
+    table = f"{emulator.project}.{config.bigquery.dataset}.{config.bigquery.predictions_table}"
+    try:
+        rows = list(client.query(f"SELECT event_id FROM `{table}`").result())
+    except exceptions.NotFound:
+        return 0, set()
+    return len(rows), {row["event_id"] for row in rows}
+
+
+def _wait_for(condition, timeout_s: float = 90.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(0.5)
+    raise AssertionError("condition not met in time")
+
+
+def test_an_emulator_outage_neither_slows_predictions_nor_loses_records(emulator, config):
+    with ServingProcess(config, emulator.endpoints) as server:
+        before_ids, before = asyncio.run(_predict_many(server.url, 300))
+        _wait_for(lambda: _landed_event_ids(emulator, config)[0] == 300)
+        emulator.stop()
+        during_ids, during = asyncio.run(_predict_many(server.url, 600))
+        emulator.start()
+        sent = set(before_ids) | set(during_ids)
+        _wait_for(lambda: _landed_event_ids(emulator, config)[1] == sent)
+    count, landed = _landed_event_ids(emulator, config)
+    assert count == len(sent) == 900
+    assert landed == sent
+    assert np.median(during) < 3 * np.median(before) + 0.002
+    assert np.percentile(during, 99) < 0.25
+
+
+def test_a_killed_server_loses_no_prediction_it_confirmed(emulator, config):
+    emulator.stop()
+    with ServingProcess(config, emulator.endpoints) as server:
+        confirmed, _ = asyncio.run(_predict_many(server.url, 400))
+        server.kill()
+    emulator.start()
+    with ServingProcess(config, emulator.endpoints):
+        _wait_for(lambda: _landed_event_ids(emulator, config)[1] >= set(confirmed))
+    count, landed = _landed_event_ids(emulator, config)
+    assert landed == set(confirmed)
+    assert count == len(confirmed)

@@ -1,0 +1,185 @@
+"""The training DAG end to end under LocalDagRunner against the real emulator."""
+
+import os
+import pathlib
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from google.cloud import bigquery
+from ml_metadata.proto import metadata_store_pb2
+
+from custom_components.bandit_trainer.anomalies_gate import AnomaliesFoundError
+from custom_components.movielens_generator import logged_data
+from bandit_core.saved_policy import load_saved_policy, policy_actions
+from simulation.bandit_loader import load_movielens_bandit
+from simulation.movielens_data import default_data_dir
+from tfx_pipeline import pipeline
+from bandit_core import columns
+from tfx_pipeline.local import runner as local_runner
+from tfx_pipeline.reports import run_summary
+from bandit_core.bigquery import clients
+from bandit_core.bigquery import tables
+from tfx_pipeline.local.emulator import BigQueryEmulator
+from tfx_pipeline.config import PipelineConfig
+
+pytestmark = [
+    pytest.mark.e2e,
+    pytest.mark.skipif(
+        not (default_data_dir() / "u.data").exists(),
+        reason="MovieLens 100K not found; set MLBANDITS_MOVIELENS_DIR",
+    ),
+]
+
+NUM_EVENTS = 3000
+TRAINING_COMPONENTS = {
+    "MovieLensGenerator",
+    "BigQueryExampleGen",
+    "StatisticsGen",
+    "BanditSchemaGen",
+    "ExampleValidator",
+    "BanditTrainer",
+    "latest_blessed_model_resolver",
+    "PolicyEvaluator",
+    "Pusher",
+}
+
+
+@pytest.fixture(scope="module")
+def emulator(tmp_path_factory):
+    with BigQueryEmulator(data_dir=tmp_path_factory.mktemp("bigquery")) as running:
+        yield running
+
+
+def _config(root: pathlib.Path, **sections) -> PipelineConfig:
+    base = {"local": {"root": str(root)}, "generator": {"num_events": NUM_EVENTS, "seed": 7}}
+    return PipelineConfig().replace(**base).replace(**sections).validate()
+
+
+def _executions_by_node(config: PipelineConfig, retraining: bool = False) -> dict:
+    store = run_summary.open_store(str(config.local.metadata_path))
+    name = pipeline.pipeline_name(config, retraining)
+    result = {}
+    for node in TRAINING_COMPONENTS:
+        context = store.get_context_by_type_and_name("node", f"{name}.{node}")
+        executions = store.get_executions_by_context(context.id) if context else []
+        result[node] = [e.last_known_state for e in executions]
+    return result
+
+
+def _examples(examples_uri: str) -> list:
+    files = tf.io.gfile.glob(os.path.join(examples_uri, "Split-*", "*.gz"))
+    rows = []
+    for record in tf.data.TFRecordDataset(files, compression_type="GZIP"):
+        feature = tf.train.Example.FromString(record.numpy()).features.feature
+        rows.append(
+            (
+                feature[columns.USER_ID].int64_list.value[0],
+                feature[columns.ACTION].int64_list.value[0],
+                np.float32(feature[columns.REWARD].float_list.value[0]),
+                np.float32(feature[columns.PROPENSITY].float_list.value[0]),
+                tuple(np.float32(feature[columns.OBSERVATION].float_list.value)),
+            )
+        )
+    return sorted(rows)
+
+
+def test_training_dag_runs_every_component_and_pushes_a_working_policy(emulator, tmp_path):
+    config = _config(tmp_path)
+    client = clients.make_bigquery_client(emulator.endpoints)
+    bystander = tables.ensure_table(client, "bystander", "keep_me")
+    client.insert_rows_json(bystander, [_row("bystander-1", propensity=0.5)])
+
+    local_runner.run_pipeline(config, emulator.endpoints)
+
+    states = _executions_by_node(config)
+    assert states == {node: [metadata_store_pb2.Execution.COMPLETE] for node in TRAINING_COMPONENTS}
+
+    summary = run_summary.summarize_latest_run(
+        run_summary.open_store(str(config.local.metadata_path)), pipeline.pipeline_name(config, False)
+    )
+    assert summary.rows_generated == NUM_EVENTS
+    assert sum(summary.rows_per_split.values()) == NUM_EVENTS
+    assert summary.anomalies == []
+    bandit = load_movielens_bandit("", config.movielens.rank_k, config.movielens.num_actions)
+    actions = policy_actions(load_saved_policy(summary.pushed_destination), bandit.observations)
+    assert actions.shape == (bandit.num_users,)
+    assert actions.min() >= 0 and actions.max() < config.movielens.num_actions
+
+    datasets = {d.dataset_id for d in client.list_datasets()}
+    assert {"bystander", config.bigquery.dataset} <= datasets
+    assert _count(client, bystander) == 1
+    assert _count(client, config.bigquery.table_ref) == NUM_EVENTS
+    assert list(client.list_tables(f"{client.project}.{config.bigquery.scratch_dataset}")) == []
+
+
+def test_examples_hold_exactly_the_generated_values(emulator, tmp_path):
+    config = _config(tmp_path, bigquery={"table": "round_trip"}, generator={"seed": 11})
+    local_runner.run_pipeline(config, emulator.endpoints)
+
+    _, artifacts = run_summary.latest_run_artifacts(
+        run_summary.open_store(str(config.local.metadata_path)), pipeline.pipeline_name(config, False)
+    )
+    bandit = load_movielens_bandit("", config.movielens.rank_k, config.movielens.num_actions)
+    batch = logged_data.simulate_uniform_logging(bandit, NUM_EVENTS, seed=11)
+    expected = sorted(
+        (
+            int(batch.user_ids[i]),
+            int(batch.actions[i]),
+            np.float32(batch.rewards[i]),
+            np.float32(batch.propensities[i]),
+            tuple(batch.observations[i].astype(np.float32)),
+        )
+        for i in range(len(batch))
+    )
+    assert _examples(artifacts["Examples"][-1].uri) == expected
+
+
+def test_rerunning_the_generator_with_the_same_seed_adds_no_duplicates(emulator, tmp_path):
+    config = _config(tmp_path, bigquery={"table": "rerun"}, generator={"num_events": 200})
+    local_runner.run_pipeline(config, emulator.endpoints)
+    local_runner.run_pipeline(config, emulator.endpoints)
+    client = clients.make_bigquery_client(emulator.endpoints)
+    assert _count(client, config.bigquery.table_ref) == 200
+    local_runner.run_pipeline(config.replace(generator={"seed": 8}), emulator.endpoints)
+    assert _count(client, config.bigquery.table_ref) == 400
+
+
+def test_bad_rows_stop_the_run_before_training_and_nothing_is_pushed(emulator, tmp_path):
+    config = _config(tmp_path, bigquery={"table": "with_bad_rows"}, generator={"num_events": 500})
+    client = clients.make_bigquery_client(emulator.endpoints)
+    table_id = tables.ensure_table(client, config.bigquery.dataset, config.bigquery.table)
+    client.insert_rows_json(
+        table_id,
+        [_row("bad-propensity", propensity=0.0), _row("bad-action", action=57, propensity=0.05)],
+    )
+
+    with pytest.raises(AnomaliesFoundError) as stopped:
+        local_runner.run_pipeline(config, emulator.endpoints)
+
+    message = str(stopped.value)
+    assert "propensity" in message and "action" in message
+    states = _executions_by_node(config)
+    assert states["ExampleValidator"] == [metadata_store_pb2.Execution.COMPLETE]
+    assert metadata_store_pb2.Execution.COMPLETE not in states["BanditTrainer"]
+    assert states["Pusher"] == []
+    serving = config.local.serving_model_dir
+    assert not serving.exists() or list(serving.iterdir()) == []
+
+
+def _row(event_id: str, action: int = 3, propensity: float = 0.05) -> dict:
+    return {
+        "event_id": event_id,
+        "event_time": "2026-11-25T00:00:00+00:00",
+        "user_id": 1,
+        "observation": [0.1] * 20,
+        "action": action,
+        "reward": 3.0,
+        "propensity": propensity,
+        "policy_id": "test",
+        "source": "test",
+    }
+
+
+def _count(client: bigquery.Client, table_id: str) -> int:
+    return next(iter(client.query(f"SELECT COUNT(*) AS n FROM `{table_id}`").result()))["n"]

@@ -1,0 +1,318 @@
+"""The serving logger against a real bqemulator: every row lands exactly once, through outages and crashes."""
+
+from __future__ import annotations
+
+import datetime
+import math
+import os
+import signal
+import socket
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+import uuid
+
+import numpy as np
+import pytest
+from google.api_core.exceptions import GoogleAPICallError
+from google.cloud import bigquery
+
+from serving.event_spool import DuplicateEventError, EventSpool, RewardStatus
+from serving.prediction_logger import PredictionLogger, ShipperAlreadyRunning
+from bandit_core.bigquery.clients import BigQueryEndpoints, make_bigquery_client
+from tfx_pipeline.local.emulator import BigQueryEmulator
+from bandit_core.bigquery.tables import PREDICTIONS_SCHEMA, ensure_table
+
+REQUEST_TIMEOUT_S = 2.0
+EVENT_TIME = "2024-05-01T12:00:00.000001Z"
+EVENT_DATETIME = datetime.datetime(2024, 5, 1, 12, 0, 0, 1, tzinfo=datetime.timezone.utc)
+
+
+@pytest.fixture(scope="module")
+def emulator(tmp_path_factory):
+    """Persistent, so a restart in the outage test keeps the tables."""
+    with BigQueryEmulator(data_dir=tmp_path_factory.mktemp("bq")) as emu:
+        yield emu
+
+
+@pytest.fixture(scope="module")
+def client(emulator):
+    return make_bigquery_client(emulator.endpoints)
+
+
+@pytest.fixture
+def dataset() -> str:
+    """Each test writes its own dataset: the emulator is shared by the module."""
+    return f"logs_{uuid.uuid4().hex[:8]}"
+
+
+@pytest.fixture
+def spool(tmp_path):
+    with EventSpool(tmp_path / "spool.db") as spool:
+        yield spool
+
+
+def _prediction(event_id: str, user_id: int = 0) -> dict:
+    return {
+        "event_id": event_id,
+        "event_time": EVENT_TIME,
+        "user_id": user_id,
+        "observation": [user_id + k / 100 for k in range(20)],
+        "action": user_id % 5,
+        "propensity": 0.25,
+        "model_version": "v7",
+        "policy_id": "linucb",
+    }
+
+
+def _predictions(prefix: str, count: int) -> list[dict]:
+    return [_prediction(f"{prefix}-{i}", i) for i in range(count)]
+
+
+def _logger(spool: EventSpool, endpoints: BigQueryEndpoints, dataset: str, **overrides) -> PredictionLogger:
+    options = {"initial_backoff_s": 0.05, "max_backoff_s": 0.5, "request_timeout_s": REQUEST_TIMEOUT_S}
+    return PredictionLogger(spool, endpoints, dataset, "predictions", "rewards", **{**options, **overrides})
+
+
+def _landed_ids(client: bigquery.Client, dataset: str, table: str = "predictions") -> list[str]:
+    return [row["event_id"] for row in client.query(f"SELECT event_id FROM `{dataset}.{table}`").result()]
+
+
+def _assert_exactly_once(client: bigquery.Client, dataset: str, expected: set[str]) -> None:
+    landed = _landed_ids(client, dataset)
+    assert len(landed) == len(set(landed)) == len(expected)
+    assert set(landed) == expected
+
+
+def _hanging_endpoints() -> tuple[socket.socket, BigQueryEndpoints]:
+    """A port that accepts connections and never answers: BigQuery at its slowest."""
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(64)
+    return server, BigQueryEndpoints("local-proj", f"http://127.0.0.1:{server.getsockname()[1]}")
+
+
+def test_rows_land_with_their_values(emulator, client, dataset, spool):
+    logger = _logger(spool, emulator.endpoints, dataset).start()
+    first = _prediction("a", 1)
+    second = {**_prediction("b", 2), "observation": np.linspace(0.0, 1.0, 20), "event_time": EVENT_DATETIME}
+    logger.log_predictions([first, second])
+    assert logger.log_reward("a", {"reward_time": "2024-05-01T12:00:05Z", "reward": 1.0}) is RewardStatus.ACCEPTED
+
+    assert logger.close()
+
+    rows = [dict(row) for row in client.query(f"SELECT * FROM `{dataset}.predictions` ORDER BY event_id").result()]
+    assert rows == [
+        {**first, "event_time": EVENT_DATETIME},
+        {**second, "observation": pytest.approx(np.linspace(0.0, 1.0, 20).tolist())},
+    ]
+    rewards = [dict(row) for row in client.query(f"SELECT * FROM `{dataset}.rewards`").result()]
+    assert rewards == [
+        {"event_id": "a", "reward_time": datetime.datetime(2024, 5, 1, 12, 0, 5, tzinfo=datetime.timezone.utc), "reward": 1.0}
+    ]
+    assert logger.stats().pending == 0 and logger.stats().shipped == 3
+
+
+def test_rewards_need_a_served_event_and_count_once(emulator, client, dataset, tmp_path):
+    reward = {"reward_time": "2024-05-01T12:00:05Z", "reward": 0.5}
+    with EventSpool(tmp_path / "spool.db") as spool:
+        logger = _logger(spool, emulator.endpoints, dataset)
+        logger.log_predictions(_predictions("e", 3))
+        assert logger.log_reward("never-served", reward) is RewardStatus.UNKNOWN_EVENT
+        assert logger.log_reward("e-0", reward) is RewardStatus.ACCEPTED
+        assert logger.log_reward("e-0", reward) is RewardStatus.DUPLICATE
+
+    with EventSpool(tmp_path / "spool.db") as reopened:
+        logger = _logger(reopened, emulator.endpoints, dataset).start()
+        assert logger.log_reward("e-0", reward) is RewardStatus.DUPLICATE
+        assert logger.log_reward("e-1", reward) is RewardStatus.ACCEPTED
+        assert reopened.prune_served(older_than_seconds=-1) == 3
+        assert logger.log_reward("e-2", reward) is RewardStatus.UNKNOWN_EVENT
+        assert logger.close()
+
+    assert sorted(_landed_ids(client, dataset, "rewards")) == ["e-0", "e-1"]
+
+
+def test_the_shipper_forgets_events_older_than_the_reward_window(spool):
+    logger = _logger(spool, _hanging_endpoints()[1], "unused", reward_window_s=0.2)
+    logger.log_predictions(_predictions("old", 2))
+    time.sleep(0.3)
+    logger.start()
+    deadline = time.monotonic() + 5
+    while logger.log_reward("old-0", {"reward_time": EVENT_TIME, "reward": 1.0}) is not RewardStatus.UNKNOWN_EVENT:
+        assert time.monotonic() < deadline, "the served registry was never pruned"
+        time.sleep(0.05)
+    logger.close(flush_timeout_s=0.1)
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"bogus": 1},
+        {"event_time": None},
+        {"event_time": "yesterday"},
+        {"event_time": datetime.datetime(2024, 5, 1)},
+        {"action": "3"},
+        {"action": True},
+        {"propensity": math.nan},
+        {"observation": [0.1, math.inf]},
+        {"observation": 0.1},
+    ],
+)
+def test_rows_bigquery_would_refuse_are_refused_before_spooling(spool, change):
+    logger = _logger(spool, BigQueryEndpoints("local-proj", "http://127.0.0.1:9"), "unused")
+    with pytest.raises(ValueError):
+        logger.log_predictions([_prediction("ok"), {**_prediction("bad"), **change}])
+    assert spool.pending_count() == 0
+
+
+def test_a_served_event_id_cannot_be_served_again(spool):
+    spool.append_predictions([_prediction("x")])
+    with pytest.raises(DuplicateEventError):
+        spool.append_predictions([_prediction("y"), _prediction("x")])
+    assert [record.event_id for record in spool.peek(10)] == ["x"]
+
+
+def test_close_flushes_everything_logged(emulator, client, dataset, spool):
+    logger = _logger(spool, emulator.endpoints, dataset, batch_size=500).start()
+    rows = _predictions("flush", 3000)
+    logger.log_predictions(rows)
+
+    assert logger.close()
+
+    _assert_exactly_once(client, dataset, {row["event_id"] for row in rows})
+
+
+def test_logging_never_waits_for_a_hanging_bigquery(spool):
+    server, endpoints = _hanging_endpoints()
+    with server:
+        logger = _logger(spool, endpoints, "unused").start()
+        durations = []
+        for i in range(100):
+            started = time.perf_counter()
+            logger.log_predictions(_predictions(f"h{i}", 10))
+            durations.append(time.perf_counter() - started)
+            time.sleep(0.01)
+
+        started = time.monotonic()
+        assert not logger.close(flush_timeout_s=0.5)
+        assert time.monotonic() - started < 0.5 + 2 * REQUEST_TIMEOUT_S
+
+    assert max(durations) < REQUEST_TIMEOUT_S / 20
+    assert logger.stats().failed_attempts >= 1 and "Timeout" in logger.stats().last_error
+    assert spool.pending_count() == 1000
+
+
+def test_emulator_outage_loses_and_duplicates_nothing(emulator, client, dataset, spool):
+    logger = _logger(spool, emulator.endpoints, dataset, batch_size=100).start()
+    rows = _predictions("outage", 2000)
+    durations: list[float] = []
+
+    def serve() -> None:
+        for start in range(0, len(rows), 10):
+            started = time.perf_counter()
+            logger.log_predictions(rows[start:start + 10])
+            durations.append(time.perf_counter() - started)
+            time.sleep(0.005)
+
+    server = threading.Thread(target=serve)
+    server.start()
+    while len(durations) < 50:
+        time.sleep(0.01)
+    emulator.stop()
+    server.join()
+    time.sleep(0.5)
+    during_outage = logger.stats()
+    emulator.start()
+
+    assert logger.close(flush_timeout_s=30)
+
+    assert len(durations) == 200 and max(durations) < REQUEST_TIMEOUT_S / 20
+    assert during_outage.pending > 0 and during_outage.failed_attempts > 0
+    _assert_exactly_once(client, dataset, {row["event_id"] for row in rows})
+
+
+def test_rows_that_landed_before_a_crash_are_not_resent(emulator, client, dataset, spool):
+    """The crash window between BigQuery's confirmation and the spool delete, reproduced exactly."""
+    rows = _predictions("window", 300)
+    spool.append_predictions(rows)
+    in_flight = spool.peek(200)
+    spool.mark_attempted(record.seq for record in in_flight)
+    table_id = ensure_table(client, dataset, "predictions", PREDICTIONS_SCHEMA)
+    landed = in_flight[:150]
+    assert client.insert_rows_json(table_id, [r.payload for r in landed], row_ids=[r.event_id for r in landed]) == []
+
+    logger = _logger(spool, emulator.endpoints, dataset).start()
+    assert logger.close()
+
+    _assert_exactly_once(client, dataset, {row["event_id"] for row in rows})
+    assert (logger.stats().already_landed, logger.stats().shipped) == (150, 150)
+
+
+CRASHING_SERVER = textwrap.dedent(
+    """
+    import sys, time
+    from pathlib import Path
+    from serving.event_spool import EventSpool
+    from serving.prediction_logger import PredictionLogger
+    from bandit_core.bigquery.clients import BigQueryEndpoints
+
+    spool_path, rest, grpc, dataset = sys.argv[1:5]
+    logger = PredictionLogger(
+        EventSpool(Path(spool_path)), BigQueryEndpoints("local-proj", rest, grpc),
+        dataset, "predictions", "rewards", batch_size=50,
+    ).start()
+    rows = [
+        {"event_id": f"crash-{i}", "event_time": "2024-05-01T12:00:00Z", "observation": [0.5] * 20}
+        for i in range(5000)
+    ]
+    for start in range(0, len(rows), 100):
+        logger.log_predictions(rows[start:start + 100])
+    print("logged", flush=True)
+    time.sleep(600)
+    """
+)
+
+
+def test_a_killed_server_leaves_the_rest_for_the_next_logger(emulator, client, dataset, tmp_path):
+    spool_path = tmp_path / "spool.db"
+    child = subprocess.Popen(
+        [sys.executable, "-c", CRASHING_SERVER, str(spool_path), emulator.rest_endpoint,
+         emulator.grpc_endpoint, dataset],
+        stdout=subprocess.PIPE, text=True,
+    )
+    try:
+        assert child.stdout.readline().strip() == "logged"
+        deadline = time.monotonic() + 30
+        while not _table_has_rows(client, dataset) and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        os.kill(child.pid, signal.SIGKILL)
+        child.wait()
+        child.stdout.close()
+
+    with EventSpool(spool_path) as spool:
+        left = spool.pending_count()
+        logger = _logger(spool, emulator.endpoints, dataset).start()
+        assert logger.close()
+
+    assert 0 < left < 5000
+    _assert_exactly_once(client, dataset, {f"crash-{i}" for i in range(5000)})
+
+
+def _table_has_rows(client: bigquery.Client, dataset: str) -> bool:
+    try:
+        return bool(_landed_ids(client, dataset))
+    except GoogleAPICallError:  # the table does not exist until the logger's first round
+        return False
+
+
+def test_only_one_logger_ships_a_spool(spool):
+    endpoints = BigQueryEndpoints("local-proj", "http://127.0.0.1:9")
+    first = _logger(spool, endpoints, "unused").start()
+    with pytest.raises(ShipperAlreadyRunning):
+        _logger(spool, endpoints, "unused").start()
+    first.close(flush_timeout_s=0)
+    _logger(spool, endpoints, "unused").start().close(flush_timeout_s=0)

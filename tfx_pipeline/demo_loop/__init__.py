@@ -1,0 +1,1 @@
+"""The closed feedback loop of the demo: serve, simulate, trigger, retrain, reload."""

@@ -1,0 +1,146 @@
+"""The closed loop of the demo: train, serve, simulate, log, retrain, hot reload.
+
+Round 0 serves the policy trained on a small uniform-random batch; every later
+round first lets the trigger retrain on all serving logs so far and waits for
+the server to hot-reload the pushed policy.
+"""
+
+import dataclasses
+import time
+from typing import Callable, List
+
+from absl import logging
+
+from simulation import movielens_environment
+from simulation.bandit_loader import load_movielens_bandit
+from simulation.simulator import SimulatorConfig, run_round
+from simulation.trigger import RetrainingTrigger, TriggerConfig, TriggerDecision
+from tfx_pipeline import pipeline
+from tfx_pipeline.local import runner as local_runner
+from tfx_pipeline.reports import run_summary
+from bandit_core.bigquery import clients
+from tfx_pipeline.demo_loop import serving_logs
+from bandit_core.bigquery.clients import BigQueryEndpoints
+from tfx_pipeline.config import PipelineConfig
+from tfx_pipeline.demo_loop.serving_process import ServingProcess
+
+
+@dataclasses.dataclass(frozen=True)
+class RoundResult:
+    """One row of the demo's per-round table."""
+
+    round: int
+    events: int
+    model_version: str
+    average_reward: float
+    average_regret: float
+    trigger: str
+
+
+@dataclasses.dataclass(frozen=True)
+class LoopResult:
+    rounds: List[RoundResult]
+    uniform_random_regret: float
+    oracle_reward: float
+
+
+def run_feedback_loop(
+    config: PipelineConfig,
+    endpoints: BigQueryEndpoints,
+    on_round: Callable[[RoundResult], None] = lambda _: None,
+) -> LoopResult:
+    """Runs the initial training DAG, then `config.loop.rounds` + 1 serving rounds."""
+    loop = config.loop
+    initial = config.replace(generator={"num_events": loop.initial_events})
+    local_runner.run_pipeline(initial, endpoints)
+    if not _latest_run_pushed(config, retraining=False):
+        raise RuntimeError(
+            "the PolicyEvaluator did not bless the initial policy, so there is nothing to serve; "
+            f"raise loop.initial_events (now {loop.initial_events}) so the first batch can "
+            "show the policy beats the logging policy (see `mlbandits lineage show --type "
+            "ModelBlessing` for the reason)"
+        )
+    bandit = load_movielens_bandit(
+        config.movielens.data_dir, config.movielens.rank_k, config.movielens.num_actions
+    )
+    client = clients.make_bigquery_client(endpoints)
+    rewards_table = f"{endpoints.project}.{config.bigquery.dataset}.{config.bigquery.rewards_table}"
+    results: List[RoundResult] = []
+    with ServingProcess(config, endpoints) as server:
+        trigger = RetrainingTrigger(
+            TriggerConfig(interval_s=loop.interval_s, min_new_events=loop.min_new_events),
+            config.local.trigger_dir,
+            count_new_events=lambda since: serving_logs.count_rewarded_events(
+                client, rewards_table, since
+            ),
+            retrain=lambda: local_runner.run_pipeline(config, endpoints, retraining=True),
+        )
+        decision_text = "initial training DAG"
+        for round_index in range(loop.rounds + 1):
+            report = run_round(
+                server.url,
+                bandit,
+                SimulatorConfig(
+                    num_requests=loop.requests_per_round,
+                    concurrency=loop.concurrency,
+                    seed=round_index,
+                ),
+            )
+            if report.errors:
+                raise RuntimeError(
+                    f"round {round_index}: {len(report.errors)} requests failed, first: {report.errors[0]}"
+                )
+            result = RoundResult(
+                round=round_index,
+                events=report.events,
+                model_version=",".join(sorted(report.model_versions)),
+                average_reward=report.average_reward,
+                average_regret=report.average_regret,
+                trigger=decision_text,
+            )
+            results.append(result)
+            on_round(result)
+            if round_index == loop.rounds:
+                break
+            server.wait_until_logged(client, rewards_table, expected=_rewarded_so_far(results))
+            version_before = server.model_version()
+            decision = trigger.check()
+            decision_text = _describe(decision)
+            if decision.run and _latest_run_pushed(config, retraining=True):
+                server.wait_for_version_change(version_before, timeout_s=loop.reload_timeout_s)
+            elif decision.run:
+                decision_text += ", not blessed: kept serving the previous policy"
+    return LoopResult(
+        rounds=results,
+        uniform_random_regret=movielens_environment.oracle_value(bandit)
+        - movielens_environment.uniform_random_value(bandit),
+        oracle_reward=movielens_environment.oracle_value(bandit),
+    )
+
+
+def _latest_run_pushed(config: PipelineConfig, retraining: bool) -> bool:
+    """Whether the PolicyEvaluator blessed, and so the Pusher pushed, the new policy."""
+    summary = run_summary.summarize_latest_run(
+        run_summary.open_store(str(config.local.metadata_path)),
+        pipeline.pipeline_name(config, retraining),
+    )
+    return summary.pushed_destination is not None
+
+
+def _rewarded_so_far(results: List[RoundResult]) -> int:
+    return sum(r.events for r in results)
+
+
+def _describe(decision: TriggerDecision) -> str:
+    if not decision.run:
+        return f"no retraining: {decision.reason}"
+    return f"retrained ({decision.reason}), {decision.outcome}"
+
+
+def run_demo(config: PipelineConfig, on_round: Callable[[RoundResult], None]) -> LoopResult:
+    """The loop with the emulator started and stopped around it."""
+    started = time.perf_counter()
+    with local_runner.bigquery_endpoints(config) as endpoints:
+        result = run_feedback_loop(config, endpoints, on_round)
+    logging.info("feedback loop finished in %.1f s", time.perf_counter() - started)
+    return result

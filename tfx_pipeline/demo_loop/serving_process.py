@@ -1,0 +1,147 @@
+"""Runs the prediction server (`python -m serving`) as a child process for the demo.
+
+The server is configured exactly as on Vertex AI, through AIP_* and
+MLBANDITS_* environment variables, so the demo exercises the container's
+entry point rather than an in-process shortcut.
+"""
+
+import json
+import os
+import pathlib
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from typing import Dict, Optional
+
+from google.cloud import bigquery
+
+from tfx_pipeline.demo_loop import serving_logs
+from bandit_core.bigquery.clients import BigQueryEndpoints
+from tfx_pipeline.config import PipelineConfig
+
+_MODEL_POLL_S = 1.0
+_NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+
+class ServingProcessError(RuntimeError):
+    """The server did not start, or did not do what the loop waited for in time."""
+
+
+def serving_environment(config: PipelineConfig, endpoints: BigQueryEndpoints, port: int) -> Dict[str, str]:
+    """The environment variables of the serving container, for this config."""
+    serving, bq = config.serving, config.bigquery
+    env = {
+        "AIP_STORAGE_URI": str(config.local.serving_model_dir),
+        "AIP_HTTP_PORT": str(port),
+        "MLBANDITS_HOST": serving.host,
+        "MLBANDITS_MAX_INSTANCES": str(serving.max_instances),
+        "MLBANDITS_MODEL_POLL_S": str(_MODEL_POLL_S),
+        "MLBANDITS_EXPLORATION": serving.exploration,
+        "MLBANDITS_EPSILON": str(serving.epsilon),
+        "MLBANDITS_TEMPERATURE": str(serving.temperature),
+        "MLBANDITS_SPOOL_PATH": str(config.local.spool_path),
+        "MLBANDITS_SCORER": "numpy" if config.trainer.agent == "LinUCB" else "savedmodel",
+        "MLBANDITS_BQ_PROJECT": endpoints.project,
+        "MLBANDITS_BQ_DATASET": bq.dataset,
+        "MLBANDITS_BQ_PREDICTIONS_TABLE": bq.predictions_table,
+        "MLBANDITS_BQ_REWARDS_TABLE": bq.rewards_table,
+    }
+    if endpoints.rest_endpoint:
+        env["MLBANDITS_BQ_REST_ENDPOINT"] = endpoints.rest_endpoint
+    if endpoints.grpc_endpoint:
+        env["MLBANDITS_BQ_GRPC_ENDPOINT"] = endpoints.grpc_endpoint
+    return env
+
+
+class ServingProcess:
+    """Context manager: starts the server, waits for health, stops it on exit."""
+
+    def __init__(self, config: PipelineConfig, endpoints: BigQueryEndpoints, startup_timeout_s: float = 120.0):
+        self._config = config
+        self._endpoints = endpoints
+        self._startup_timeout_s = startup_timeout_s
+        self._port = config.serving.port or _free_port(config.serving.host)
+        self._process: Optional[subprocess.Popen] = None
+        self.log_path = config.local.root_dir / "serving" / "server.log"
+
+    @property
+    def url(self) -> str:
+        return f"http://{self._config.serving.host}:{self._port}"
+
+    def __enter__(self) -> "ServingProcess":
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        env = {**os.environ, **serving_environment(self._config, self._endpoints, self._port)}
+        with open(self.log_path, "ab") as log:
+            self._process = subprocess.Popen(
+                [sys.executable, "-m", "serving"], env=env, stdout=log, stderr=subprocess.STDOUT
+            )
+        try:
+            self._wait(lambda: self.model_version() is not None, self._startup_timeout_s, "become healthy")
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.stop()
+
+    def stop(self) -> None:
+        """SIGTERM lets the server flush its logger; SIGKILL only if it hangs."""
+        if self._process is None or self._process.poll() is not None:
+            return
+        self._process.send_signal(signal.SIGTERM)
+        try:
+            self._process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            self._process.kill()
+            self._process.wait()
+
+    def kill(self) -> None:
+        """SIGKILL, as a crash would: nothing is flushed."""
+        if self._process is not None and self._process.poll() is None:
+            self._process.kill()
+            self._process.wait()
+
+    def model_version(self) -> Optional[str]:
+        """The version the health route reports, or None while no policy is loaded."""
+        try:
+            with _NO_PROXY.open(f"{self.url}/health", timeout=5) as response:
+                return json.load(response).get("model_version")
+        except (urllib.error.URLError, ConnectionError, TimeoutError):
+            return None
+
+    def wait_for_version_change(self, previous: Optional[str], timeout_s: float) -> str:
+        self._wait(lambda: self.model_version() not in (None, previous), timeout_s, "hot-reload a new policy")
+        return self.model_version()
+
+    def wait_until_logged(
+        self, client: bigquery.Client, rewards_table_id: str, expected: int, timeout_s: float = 120.0
+    ) -> None:
+        """Waits until the logger shipped `expected` rewarded events to BigQuery."""
+        self._wait(
+            lambda: serving_logs.count_rewarded_events(client, rewards_table_id) >= expected,
+            timeout_s,
+            f"ship {expected} rewards to BigQuery",
+        )
+
+    def _wait(self, condition, timeout_s: float, what: str) -> None:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self._process is not None and self._process.poll() is not None:
+                raise ServingProcessError(
+                    f"the server exited with code {self._process.returncode}; see {self.log_path}"
+                )
+            if condition():
+                return
+            time.sleep(0.25)
+        raise ServingProcessError(f"the server did not {what} within {timeout_s:.0f} s; see {self.log_path}")
+
+
+def _free_port(host: str) -> int:
+    with socket.socket() as sock:
+        sock.bind((host, 0))
+        return sock.getsockname()[1]

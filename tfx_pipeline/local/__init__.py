@@ -1,0 +1,1 @@
+"""Local runs: LocalDagRunner over SQLite ML Metadata and the BigQuery emulator lifecycle."""

@@ -1,0 +1,1 @@
+"""Vertex AI: settings, compiling with KubeflowV2DagRunner, submitting and scheduling jobs."""
