@@ -38,8 +38,8 @@ from pathlib import Path
 from typing import Callable, Mapping, Optional
 
 # Must precede NumPy's import. A request's [1, d] x [d, K * (d + 1)] product is
-# 8x slower on OpenBLAS's threads than on one (measured: 70 vs 9 us at 100
-# arms), and those threads spin on the cores the event loop needs.
+# too small to gain from OpenBLAS's threads, which spin on the cores the event
+# loop needs (see the README's serving latency section).
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 import numpy as np  # noqa: E402

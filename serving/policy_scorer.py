@@ -1,18 +1,10 @@
 """LinUCB scores with NumPy alone, from a PolicySaver SavedModel read once.
 
-TF-Agents' `LinearBanditPolicy` solves `(A_k + tikhonov_weight * I) z = x`
-by conjugate gradient for every arm on every call, which is what makes the
-SavedModel slow per request. The arms' statistics only change when a new
-policy is pushed, so this module factors each regularised matrix once at load
-and scores a whole batch with one matmul:
+The arms' statistics only change when a new policy is pushed, so this module
+factors them once at load (`bandit_core.linear_policy`) and scores a whole
+batch with one matmul:
 
-    A_k + t * I = L_k L_k^T,   theta_k = (A_k + t * I)^-1 b_k
     ucb[n, k] = x_n . theta_k + alpha * || L_k^-1 x_n ||
-
-`|| L_k^-1 x ||^2` is `x^T (A_k + t * I)^-1 x`, TF-Agents' variance term, but
-as a sum of squares it cannot go negative through round-off. With
-`alpha < 1e-12` TF-Agents skips the bonus and uses the agent's stored `theta`
-variable, and so does this scorer.
 
 Ties go to the lowest arm index, as with `tf.argmax`. Arms with identical
 statistics (arms no data has reached yet) tie exactly in TF-Agents, which
@@ -21,27 +13,19 @@ identical results, so such arms are scored once and the score copied, which
 keeps the tie exact by construction (and skips their redundant work).
 Where two different arms score within ~1e-5 of each other (relative), the
 SavedModel's argmax is decided by its float32 conjugate-gradient round-off
-and may differ from this float64 one: 2 to 4 in 150,000 random contexts.
+and may differ from this float64 one.
 """
 
 import dataclasses
-import os
-import re
 from typing import Dict, Optional
 
 import numpy as np
-import tensorflow as tf
 import tensorflow_probability  # noqa: F401 - registers the TypeSpecs a saved policy's graph needs
-from tensorflow.core.protobuf import trackable_object_graph_pb2
 
+from bandit_core import linear_policy
+from bandit_core.agent_names import LINUCB
 from bandit_core.policy_metadata import PolicyMetadata, read_policy_metadata
-from bandit_core.saved_policy import load_saved_policy, policy_actions
-
-# Below this alpha TF-Agents' policy scores with the theta variable alone.
-_GREEDY_ALPHA = 1e-12
-_ARM_VARIABLE = re.compile(r"^(a|b|eig_vals)_?(\d+)$")
-# PolicySaver stores the policy's variables under this attribute of the root.
-_MODEL_VARIABLES_PREFIX = "model_variables/"
+from bandit_core.saved_policy import load_saved_policy, policy_actions, read_model_variables
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -140,7 +124,7 @@ def linucb_scorer(
     if b.shape != (k, r):
         raise ValueError(f"data_vectors must have shape ({k}, {r}), got {b.shape}")
 
-    if metadata.alpha < _GREEDY_ALPHA:
+    if metadata.alpha < linear_policy.GREEDY_ALPHA:
         if theta is None:
             raise ValueError("a greedy policy (alpha ~ 0) scores with theta, which is missing")
         theta = np.asarray(theta, dtype=np.float64)
@@ -152,10 +136,10 @@ def linucb_scorer(
         statistics = np.concatenate([a.reshape(k, r * r), b], axis=1)
         unique, arm_models = np.unique(statistics, axis=0, return_inverse=True)
         m = len(unique)
-        regularised = unique[:, : r * r].reshape(m, r, r) + metadata.tikhonov_weight * np.eye(r)
-        fitted_theta = np.linalg.solve(regularised, unique[:, r * r :, None])[:, :, 0]
+        fitted_theta, inverse_factors = linear_policy.posterior_factors(
+            unique[:, : r * r].reshape(m, r, r), unique[:, r * r :], metadata.tikhonov_weight
+        )
         # (M, r, r): block m maps x to L_m^-1 x; as columns, (r, M * r).
-        inverse_factors = np.linalg.inv(np.linalg.cholesky(regularised))
         bonus_columns = inverse_factors.transpose(2, 0, 1).reshape(r, m * r)
         columns = np.concatenate([fitted_theta.T, bonus_columns], axis=1)
     return LinUCBScorer(
@@ -169,54 +153,17 @@ def linucb_scorer(
 def load_policy_scorer(policy_dir: str) -> LinUCBScorer:
     """Reads a PolicySaver SavedModel's variables and sidecar into a scorer."""
     metadata = read_policy_metadata(policy_dir)
-    if metadata.agent != "LinUCB":
+    if metadata.agent != LINUCB:
         raise ValueError(f"{policy_dir}: agent {metadata.agent!r} is not LinUCB")
     return scorer_from_variables(metadata, read_model_variables(policy_dir), policy_dir)
-
-
-def read_model_variables(policy_dir: str) -> Dict[str, np.ndarray]:
-    """The policy's `model_variables` by variable name, straight from the checkpoint.
-
-    Same values as `tf.saved_model.load(policy_dir).model_variables`, but
-    without rebuilding the graph: that takes seconds for 20 arms and ~10 s
-    for 100 (one conjugate-gradient loop per arm), this takes milliseconds,
-    so a hot reload barely competes with requests for the CPU.
-    """
-    reader = tf.train.load_checkpoint(os.path.join(policy_dir, "variables", "variables"))
-    graph = trackable_object_graph_pb2.TrackableObjectGraph()
-    graph.ParseFromString(reader.get_tensor("_CHECKPOINTABLE_OBJECT_GRAPH"))
-    return {
-        attribute.full_name: reader.get_tensor(attribute.checkpoint_key)
-        for node in graph.nodes
-        for attribute in node.attributes
-        if attribute.checkpoint_key.startswith(_MODEL_VARIABLES_PREFIX)
-    }
 
 
 def scorer_from_variables(
     metadata: PolicyMetadata, variables: Dict[str, np.ndarray], source: str
 ) -> LinUCBScorer:
-    """Picks `a_k`, `b_k` and `theta` out of the agent's named variables."""
-    arms: Dict[str, Dict[int, np.ndarray]] = {"a": {}, "b": {}, "eig_vals": {}}
-    for name, value in variables.items():
-        match = _ARM_VARIABLE.match(name)
-        if match:
-            arms[match.group(1)][int(match.group(2))] = value
-    if any(values.size for values in arms["eig_vals"].values()):
-        raise ValueError(f"{source}: eigendecomposition LinUCB policies are not supported")
-    expected = list(range(metadata.num_actions))
-    for kind in ("a", "b"):
-        if sorted(arms[kind]) != expected:
-            raise ValueError(
-                f"{source}: expected variables {kind}_0..{kind}_{metadata.num_actions - 1}, "
-                f"found arms {sorted(arms[kind])}"
-            )
-    return linucb_scorer(
-        metadata,
-        np.stack([arms["a"][i] for i in expected]),
-        np.stack([arms["b"][i] for i in expected]),
-        variables.get("theta"),
-    )
+    """The scorer of a LinUCB agent given its named variables."""
+    state = linear_policy.arm_state_from_variables(variables, source, metadata.num_actions)
+    return linucb_scorer(metadata, state.cov_matrices, state.data_vectors, state.theta)
 
 
 class SavedModelScorer:

@@ -6,29 +6,24 @@ explores, and their SavedModels expose no distribution, so pi is the average
 one-hot over `samples` independent draws: an unbiased estimate of pi, which
 keeps IPS, DM and DR unbiased because they are linear in pi.
 
-The linear agents are scored in NumPy from the SavedModel's own variables
-(A_a, b_a, theta) and the sidecar's alpha and tikhonov_weight, with TF-Agents'
-decision rule: TF-Agents' linear policy runs one conjugate-gradient solve per
-arm per call, about 600 rows/s at 100 arms on 2 cores, so 20,000 evaluation
-rows times 64 LinTS draws would take over half an hour. Neural agents run their
-SavedModel's `action`.
+The linear agents are scored in NumPy (`bandit_core.linear_policy`) from the
+SavedModel's own variables (A_a, b_a, theta) and the sidecar's alpha and
+tikhonov_weight, with TF-Agents' decision rule: TF-Agents' linear policy runs
+one conjugate-gradient solve per arm per call, far too slow for many LinTS
+draws over every evaluation row. Neural agents run their SavedModel's `action`.
 """
 
-import re
-from typing import Dict, Optional, Tuple
+from typing import Optional
 
 import numpy as np
 import tensorflow as tf
 import tensorflow_probability  # noqa: F401 - registers the TypeSpecs a saved policy needs
 
-from bandit_core import agent_names
+from bandit_core import agent_names, linear_policy
 from bandit_core.policy_metadata import PolicyMetadata, read_policy_metadata
 from bandit_core.saved_policy import load_saved_policy, policy_actions
 
 _BATCH = 8192
-# TF-Agents' linear policies score with theta alone below this alpha.
-_GREEDY_ALPHA = 1e-12
-_ARM_VARIABLE = re.compile(r"^(a|b|eig_vals)_?(\d+)$")
 
 
 def one_hot(actions: np.ndarray, num_actions: int) -> np.ndarray:
@@ -59,61 +54,13 @@ def saved_model_probabilities(
     return total / samples
 
 
-def linear_state(policy: tf.Module, source: str) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(A [K, d, d], b [K, d], theta [K, d]) from a saved LinUCB/LinTS policy's variables."""
-    arms: Dict[str, Dict[int, np.ndarray]] = {"a": {}, "b": {}, "eig_vals": {}}
-    theta = None
-    for variable in policy.model_variables:
-        name = variable.name.split(":")[0]
-        match = _ARM_VARIABLE.match(name)
-        if match:
-            arms[match.group(1)][int(match.group(2))] = variable.numpy()
-        elif name == "theta":
-            theta = variable.numpy()
-    if any(values.size for values in arms["eig_vals"].values()):
-        raise ValueError(f"{source}: eigendecomposition linear policies are not supported")
-    if theta is None or sorted(arms["a"]) != list(range(len(arms["a"]))) or not arms["a"]:
+def linear_state(policy: tf.Module, source: str) -> linear_policy.LinearArmState:
+    """The per-arm statistics and theta of a saved LinUCB/LinTS policy."""
+    variables = {v.name.split(":")[0]: v.numpy() for v in policy.model_variables}
+    state = linear_policy.arm_state_from_variables(variables, source)
+    if state.theta is None:
         raise ValueError(f"{source}: not a linear bandit policy (variables a_k, b_k, theta)")
-    order = sorted(arms["a"])
-    return (
-        np.stack([arms["a"][k] for k in order]).astype(np.float64),
-        np.stack([arms["b"][k] for k in order]).astype(np.float64),
-        theta.astype(np.float64),
-    )
-
-
-def linear_scores(
-    cov_matrices: np.ndarray,
-    data_vectors: np.ndarray,
-    tikhonov_weight: float,
-    observations: np.ndarray,
-) -> Tuple[np.ndarray, np.ndarray]:
-    """Per-arm posterior mean and standard deviation of the linear agents.
-
-    With M_a = A_a + tikhonov_weight I: mean[n, a] = b_a^T M_a^-1 x_n and
-    std[n, a] = sqrt(x_n^T M_a^-1 x_n) = ||L_a^-1 x_n|| for M_a = L_a L_a^T,
-    which cannot go negative through round-off.
-
-    Args:
-      cov_matrices: [K, d, d] A_a.
-      data_vectors: [K, d] b_a.
-      tikhonov_weight: the agents' ridge.
-      observations: [N, d].
-
-    Returns:
-      ([N, K] means, [N, K] standard deviations).
-    """
-    d = cov_matrices.shape[-1]
-    regularised = cov_matrices + tikhonov_weight * np.eye(d)
-    inverse_factors = np.linalg.inv(np.linalg.cholesky(regularised))
-    theta = np.linalg.solve(regularised, data_vectors[..., None])[..., 0]
-    x = np.asarray(observations, dtype=np.float64)
-    means = x @ theta.T
-    stds = np.empty_like(means)
-    for start in range(0, len(x), _BATCH // 4):
-        z = np.einsum("kij,nj->nki", inverse_factors, x[start : start + _BATCH // 4])
-        stds[start : start + len(z)] = np.sqrt(np.einsum("nki,nki->nk", z, z))
-    return means, stds
+    return state
 
 
 class SavedPolicy:
@@ -127,7 +74,7 @@ class SavedPolicy:
         self.policy_dir = policy_dir
         self.metadata = metadata or read_policy_metadata(policy_dir)
         self._loaded: Optional[tf.Module] = None
-        self._linear: Optional[Tuple[np.ndarray, np.ndarray, np.ndarray]] = None
+        self._linear: Optional[linear_policy.LinearArmState] = None
 
     @property
     def saved_model(self) -> tf.Module:
@@ -150,11 +97,10 @@ class SavedPolicy:
         if self._linear is None:
             draws = samples if metadata.stochastic else 1
             return saved_model_probabilities(policy, x, metadata.num_actions, draws)
-        cov, data, theta = self._linear
         x = x.astype(np.float64)
-        if metadata.alpha < _GREEDY_ALPHA:
-            return one_hot(np.argmax(x @ theta.T, axis=1), metadata.num_actions)
-        means, stds = linear_scores(cov, data, metadata.tikhonov_weight, x)
+        if metadata.alpha < linear_policy.GREEDY_ALPHA:
+            return one_hot(np.argmax(x @ self._linear.theta.T, axis=1), metadata.num_actions)
+        means, stds = linear_policy.mean_and_std(self._linear, metadata.tikhonov_weight, x)
         if metadata.agent == agent_names.LINUCB:
             return one_hot(np.argmax(means + metadata.alpha * stds, axis=1), metadata.num_actions)
         rng = rng or np.random.default_rng(0)

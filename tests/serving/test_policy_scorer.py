@@ -25,9 +25,8 @@ from serving.policy_scorer import (
     SavedModelScorer,
     linucb_scorer,
     load_policy_scorer,
-    read_model_variables,
 )
-from bandit_core.saved_policy import load_saved_policy, policy_actions
+from bandit_core.saved_policy import load_saved_policy, policy_actions, read_model_variables
 
 OBSERVATION_DIM = 20
 # TF-Agents solves (A + tI) z = x by float32 conjugate gradient, good to about

@@ -12,7 +12,7 @@ from typing import Any, Dict, List, Optional
 
 from tfx import v1 as tfx
 
-from tfx_pipeline import pipeline
+from tfx_pipeline import deploy, pipeline
 from bandit_core.bigquery.clients import BigQueryEndpoints
 from tfx_pipeline.config import REPO_ROOT, PipelineConfig, _require
 from tfx_pipeline.vertex.config import TRAINING_VERTEX_JOB, VertexConfig
@@ -59,31 +59,6 @@ def beam_pipeline_args(vertex: VertexConfig) -> List[str]:
     ]
 
 
-def vertex_push_config(vertex: VertexConfig) -> Dict[str, Any]:
-    """custom_config of TFX's Vertex Pusher.
-
-    The endpoint is looked up by display name and created only when missing,
-    so every push deploys a new model to the same long-lived endpoint and
-    moves all traffic to it.
-    """
-    ai_platform = tfx.extensions.google_cloud_ai_platform
-    return {
-        ai_platform.ENABLE_VERTEX_KEY: True,
-        ai_platform.VERTEX_REGION_KEY: vertex.region,
-        ai_platform.VERTEX_CONTAINER_IMAGE_URI_KEY: vertex.serving_image,
-        ai_platform.SERVING_ARGS_KEY: {
-            "project": vertex.project,
-            "endpoint_name": vertex.endpoint_name,
-            "machine_type": vertex.serving_machine_type,
-            "min_replica_count": vertex.serving_min_replicas,
-            "max_replica_count": vertex.serving_max_replicas,
-            "traffic_percentage": 100,
-            # The server logs predictions and rewards to BigQuery as this account.
-            "service_account": vertex.service_account,
-        },
-    }
-
-
 def vertex_training_job_config(vertex: VertexConfig) -> Optional[Dict[str, Any]]:
     """custom_config of the Vertex custom training job, or None to train in the step."""
     if vertex.training != TRAINING_VERTEX_JOB:
@@ -123,7 +98,7 @@ def create_vertex_pipeline(
         endpoints=BigQueryEndpoints(project=vertex.bigquery_project_id),
         retraining=retraining,
         beam_pipeline_args=beam_pipeline_args(vertex),
-        vertex_push=vertex_push_config(vertex),
+        vertex_push=deploy.vertex_push_config(vertex),
         vertex_training_job=vertex_training_job_config(vertex),
     )
 

@@ -30,8 +30,8 @@ def test_selects_the_example_features_and_event_time_in_micros():
     query = build_examples_query(TABLE)
     select = query.split(" FROM ", 1)[0]
     assert select.startswith("SELECT ")
-    columns = [c.strip() for c in select[len("SELECT "):].split(",")]
-    assert columns == [
+    selected = [c.strip() for c in select[len("SELECT "):].split(",")]
+    assert selected == [
         columns.USER_ID,
         columns.OBSERVATION,
         columns.ACTION,
@@ -40,7 +40,7 @@ def test_selects_the_example_features_and_event_time_in_micros():
         f"UNIX_MICROS(event_time) AS {columns.EVENT_TIME_US}",
     ]
     # Every feature the trainer reads comes out under its own name.
-    aliases = [c.split(" AS ")[-1] for c in columns]
+    aliases = [c.split(" AS ")[-1] for c in selected]
     assert tuple(aliases) == columns.EXAMPLE_FEATURES
     assert f"FROM `{TABLE}` " in query
 
