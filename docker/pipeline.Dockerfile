@@ -21,6 +21,7 @@ COPY requirements/pipeline.lock requirements/pipeline.lock
 RUN pip install --no-deps --requirement requirements/pipeline.lock
 
 COPY setup.py ./
+COPY bandit_core bandit_core
 COPY custom_components custom_components
 COPY serving serving
 COPY simulation simulation

@@ -23,11 +23,10 @@ WORKDIR /opt/mlbandits
 COPY requirements/pipeline.lock requirements/pipeline.lock
 RUN pip install --no-deps --requirement requirements/pipeline.lock
 
+# The server imports only the bottom package and itself (tests/test_layers.py).
 COPY setup.py ./
-COPY custom_components custom_components
+COPY bandit_core bandit_core
 COPY serving serving
-COPY simulation simulation
-COPY tfx_pipeline tfx_pipeline
 RUN pip install --no-deps .
 
 ENV AIP_HTTP_PORT=8080 \

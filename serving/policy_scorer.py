@@ -28,8 +28,22 @@ from bandit_core.policy_metadata import PolicyMetadata, read_policy_metadata
 from bandit_core.saved_policy import load_saved_policy, policy_actions, read_model_variables
 
 
+class _PolicyDimensions:
+    """A scorer's dimensions, read from the policy sidecar it holds as `metadata`."""
+
+    metadata: PolicyMetadata
+
+    @property
+    def num_actions(self) -> int:
+        return self.metadata.num_actions
+
+    @property
+    def observation_dim(self) -> int:
+        return self.metadata.observation_dim
+
+
 @dataclasses.dataclass(frozen=True, eq=False)
-class LinUCBScorer:
+class LinUCBScorer(_PolicyDimensions):
     """Precomputed LinUCB parameters; `scores` is a pure function of them.
 
     Attributes:
@@ -56,14 +70,6 @@ class LinUCBScorer:
             array = np.array(getattr(self, name), dtype=dtype)
             array.setflags(write=False)
             object.__setattr__(self, name, array)
-
-    @property
-    def num_actions(self) -> int:
-        return self.metadata.num_actions
-
-    @property
-    def observation_dim(self) -> int:
-        return self.metadata.observation_dim
 
     def scores(self, observations: np.ndarray) -> np.ndarray:
         """[N, observation_dim] observations -> [N, num_actions] UCB scores.
@@ -166,7 +172,7 @@ def scorer_from_variables(
     return linucb_scorer(metadata, state.cov_matrices, state.data_vectors, state.theta)
 
 
-class SavedModelScorer:
+class SavedModelScorer(_PolicyDimensions):
     """The reference path: the TF-Agents SavedModel's `action`, once per call.
 
     Its "scores" are the one-hot of the chosen action, which keeps the argmax
@@ -183,14 +189,6 @@ class SavedModelScorer:
                 "off-policy learning; serve LinUCB or NeuralLinUCB"
             )
         self._policy = load_saved_policy(policy_dir)
-
-    @property
-    def num_actions(self) -> int:
-        return self.metadata.num_actions
-
-    @property
-    def observation_dim(self) -> int:
-        return self.metadata.observation_dim
 
     def scores(self, observations: np.ndarray) -> np.ndarray:
         actions = policy_actions(self._policy, observations)

@@ -8,7 +8,24 @@ from typing import Callable, Dict
 from ml_metadata import metadata_store
 
 from tfx_pipeline import config as config_lib
-from tfx_pipeline.lineage import mlmd_lineage as lineage
+from tfx_pipeline.lineage.graph import LineageGraph
+from tfx_pipeline.lineage.queries import (
+    find_pushed_model,
+    list_runs,
+    show_artifact,
+    trace_downstream,
+    trace_event,
+    trace_upstream,
+)
+from tfx_pipeline.lineage.rendering import (
+    render_graphviz,
+    runs_to_json,
+    runs_to_text,
+    to_dot,
+    to_json,
+    to_tree_text,
+)
+from tfx_pipeline.lineage.store import LineageError, load_connection_config, open_store
 from bandit_core.bigquery import clients
 
 _Store = metadata_store.MetadataStore
@@ -82,15 +99,15 @@ def run_lineage_command(args: argparse.Namespace, config: config_lib.PipelineCon
     try:
         store = _open_store(args, config)
         if args.lineage_command == "runs":
-            runs = lineage.list_runs(store)
-            print(lineage.runs_to_json(runs) if args.json else lineage.runs_to_text(runs))
+            runs = list_runs(store)
+            print(runs_to_json(runs) if args.json else runs_to_text(runs))
             return 0
         graph = _GRAPH_COMMANDS[args.lineage_command](args, config, store)
-        print(lineage.to_json(graph) if args.json else lineage.to_tree_text(graph))
+        print(to_json(graph) if args.json else to_tree_text(graph))
         if args.dot:
             _write_dot(graph, pathlib.Path(args.dot), args.render)
         return 0
-    except lineage.LineageError as e:
+    except LineageError as e:
         print(f"mlbandits lineage: {e}", file=sys.stderr)
         return 1
 
@@ -134,26 +151,24 @@ def _artifact_id(text: str) -> int:
 
 def _open_store(args: argparse.Namespace, config: _Config) -> _Store:
     if args.metadata_config:
-        return lineage.open_store(
-            connection_config=lineage.load_connection_config(args.metadata_config)
-        )
-    return lineage.open_store(args.metadata or config.local.metadata_path)
+        return open_store(connection_config=load_connection_config(args.metadata_config))
+    return open_store(args.metadata or config.local.metadata_path)
 
 
-def _show(args: argparse.Namespace, config: _Config, store: _Store) -> lineage.LineageGraph:
-    return lineage.show_artifact(store, args.artifact_id, args.uri, args.type_name)
+def _show(args: argparse.Namespace, config: _Config, store: _Store) -> LineageGraph:
+    return show_artifact(store, args.artifact_id, args.uri, args.type_name)
 
 
-def _trace_model(args: argparse.Namespace, config: _Config, store: _Store) -> lineage.LineageGraph:
-    pushed = lineage.find_pushed_model(store, args.model_version, args.push_dir)
-    return lineage.trace_upstream(store, pushed.id)
+def _trace_model(args: argparse.Namespace, config: _Config, store: _Store) -> LineageGraph:
+    pushed = find_pushed_model(store, args.model_version, args.push_dir)
+    return trace_upstream(store, pushed.id)
 
 
-def _downstream(args: argparse.Namespace, config: _Config, store: _Store) -> lineage.LineageGraph:
-    return lineage.trace_downstream(store, args.artifact_id)
+def _downstream(args: argparse.Namespace, config: _Config, store: _Store) -> LineageGraph:
+    return trace_downstream(store, args.artifact_id)
 
 
-def _trace_event(args: argparse.Namespace, config: _Config, store: _Store) -> lineage.LineageGraph:
+def _trace_event(args: argparse.Namespace, config: _Config, store: _Store) -> LineageGraph:
     """Asks the emulator given, or one started on the run's tables, or real BigQuery.
 
     local_runner (and with it TFX) is imported only when an emulator has to start.
@@ -171,23 +186,21 @@ def _trace_event(args: argparse.Namespace, config: _Config, store: _Store) -> li
 
 def _trace_event_at(
     args: argparse.Namespace, config: _Config, store: _Store, endpoints: clients.BigQueryEndpoints
-) -> lineage.LineageGraph:
+) -> LineageGraph:
     table_id = f"{endpoints.project}.{config.bigquery.dataset}.{config.bigquery.predictions_table}"
-    return lineage.trace_event(
-        store, clients.make_bigquery_client(endpoints), table_id, args.event_id
-    )
+    return trace_event(store, clients.make_bigquery_client(endpoints), table_id, args.event_id)
 
 
-def _write_dot(graph: lineage.LineageGraph, dot_path: pathlib.Path, render: str) -> None:
+def _write_dot(graph: LineageGraph, dot_path: pathlib.Path, render: str) -> None:
     """Notes go to stderr so that --json output stays parseable."""
     image = dot_path.with_suffix(f".{render}")
     if image == dot_path:
-        raise lineage.LineageError(
+        raise LineageError(
             f"--dot {dot_path}: name the DOT file *.dot; the {render} goes next to it"
         )
-    dot_text = lineage.to_dot(graph)
+    dot_text = to_dot(graph)
     dot_path.write_text(dot_text)
-    if lineage.render_graphviz(dot_text, image) is None:
+    if render_graphviz(dot_text, image) is None:
         print(
             f"wrote {dot_path}; Graphviz's `dot` is not installed, so nothing was rendered "
             f"(install graphviz, then: dot -T{render} {dot_path} -o {image})",
@@ -197,7 +210,7 @@ def _write_dot(graph: lineage.LineageGraph, dot_path: pathlib.Path, render: str)
         print(f"wrote {dot_path} and {image}", file=sys.stderr)
 
 
-_GRAPH_COMMANDS: Dict[str, Callable[..., lineage.LineageGraph]] = {
+_GRAPH_COMMANDS: Dict[str, Callable[..., LineageGraph]] = {
     "show": _show,
     "trace-model": _trace_model,
     "trace-event": _trace_event,

@@ -20,7 +20,17 @@ from custom_components.movielens_generator import logged_data
 from custom_components.movielens_generator.component import LoggedInteractions
 from simulation.bandit_loader import load_movielens_bandit
 from simulation.movielens_data import default_data_dir
-from tfx_pipeline.lineage import mlmd_lineage as lineage
+from tfx_pipeline.lineage.graph import UPSTREAM, LineageEdge, LineageGraph, LineageNode
+from tfx_pipeline.lineage.queries import (
+    find_pushed_model,
+    list_runs,
+    show_artifact,
+    trace_downstream,
+    trace_event,
+    trace_upstream,
+)
+from tfx_pipeline.lineage.rendering import render_graphviz, to_dot, to_tree_text
+from tfx_pipeline.lineage.store import LineageError, open_store
 from tfx_pipeline.lineage import cli as lineage_cli
 from tfx_pipeline.local import runner as local_runner
 from bandit_core.bigquery import clients
@@ -75,7 +85,7 @@ class TwoRuns:
         return self.config.local.metadata_path
 
     def store(self) -> metadata_store.MetadataStore:
-        return lineage.open_store(self.store_path)
+        return open_store(self.store_path)
 
 
 @pytest.fixture(scope="module")
@@ -102,7 +112,7 @@ def runs(tmp_path_factory):
 
 
 def _pushed_versions(config: PipelineConfig) -> list:
-    store = lineage.open_store(config.local.metadata_path)
+    store = open_store(config.local.metadata_path)
     return [
         a.custom_properties["pushed_version"].string_value
         for a in store.get_artifacts_by_type("PushedModel")
@@ -143,7 +153,7 @@ def _log_served_predictions(
         tables.insert_rows(client, tables.ensure_table(client, bq.dataset, table, schema), rows)
 
 
-def _label(node: lineage.LineageNode) -> str:
+def _label(node: LineageNode) -> str:
     if node.kind == "execution":
         return node.name
     if node.kind == "table":
@@ -151,13 +161,13 @@ def _label(node: lineage.LineageNode) -> str:
     return node.type_name
 
 
-def _type_edges(graph: lineage.LineageGraph) -> set:
+def _type_edges(graph: LineageGraph) -> set:
     return {
         (_label(graph.nodes[e.source]), e.kind, _label(graph.nodes[e.target])) for e in graph.edges
     }
 
 
-def _one(graph: lineage.LineageGraph, label: str) -> lineage.LineageNode:
+def _one(graph: LineageGraph, label: str) -> LineageNode:
     (node,) = [n for n in graph.nodes.values() if _label(n) == label]
     return node
 
@@ -172,9 +182,7 @@ def _cli(argv: list, config: PipelineConfig) -> int:
 @needs_movielens
 def test_trained_model_traces_back_to_query_rows_and_generator(runs):
     store = runs.store()
-    graph = lineage.trace_upstream(
-        store, lineage.find_pushed_model(store, model_version=runs.first_version).id
-    )
+    graph = trace_upstream(store, find_pushed_model(store, model_version=runs.first_version).id)
 
     assert _type_edges(graph) == TRAINING_EDGES
     assert collections.Counter(map(_label, graph.nodes.values())).most_common(1)[0][1] == 1
@@ -200,12 +208,8 @@ def test_trained_model_traces_back_to_query_rows_and_generator(runs):
 @needs_movielens
 def test_retrained_model_traces_to_the_serving_log_window_in_its_own_run(runs):
     store = runs.store()
-    first = lineage.trace_upstream(
-        store, lineage.find_pushed_model(store, model_version=runs.first_version).id
-    )
-    second = lineage.trace_upstream(
-        store, lineage.find_pushed_model(store, model_version=runs.second_version).id
-    )
+    first = trace_upstream(store, find_pushed_model(store, model_version=runs.first_version).id)
+    second = trace_upstream(store, find_pushed_model(store, model_version=runs.second_version).id)
 
     bq = runs.config.bigquery
     prefix = f"{bq.project}.{bq.dataset}"
@@ -244,8 +248,8 @@ def test_downstream_of_the_first_data_finds_exactly_the_first_model(runs):
     (examples, _) = sorted(store.get_artifacts_by_type("Examples"), key=lambda a: a.id)
     (batch,) = store.get_artifacts_by_type(BATCH)
 
-    from_examples = lineage.trace_downstream(store, examples.id)
-    from_batch = lineage.trace_downstream(store, batch.id)
+    from_examples = trace_downstream(store, examples.id)
+    from_batch = trace_downstream(store, batch.id)
 
     for graph in (from_examples, from_batch):
         pushed = [n.property("pushed_version") for n in graph.of_type("PushedModel")]
@@ -261,8 +265,8 @@ def test_downstream_of_the_first_data_finds_exactly_the_first_model(runs):
 @needs_movielens
 def test_trace_model_by_push_directory_matches_trace_by_version(runs):
     store = runs.store()
-    by_version = lineage.find_pushed_model(store, model_version=runs.second_version)
-    by_dir = lineage.find_pushed_model(
+    by_version = find_pushed_model(store, model_version=runs.second_version)
+    by_dir = find_pushed_model(
         store, push_dir=str(runs.config.local.serving_model_dir / runs.second_version) + "/"
     )
     assert by_dir.id == by_version.id
@@ -318,10 +322,10 @@ def test_cli_prints_a_tree_runs_and_artifacts(runs, capsys):
     assert all(r["start"] <= r["end"] for r in listed)
 
     store = runs.store()
-    latest = lineage.show_artifact(store, type_name="Model")
+    latest = show_artifact(store, type_name="Model")
     (model,) = latest.of_type("Model")
     assert model.run_id == _one(latest, "BanditTrainer").run_id
-    assert lineage.show_artifact(store, uri=model.uri).root == latest.root
+    assert show_artifact(store, uri=model.uri).root == latest.root
     assert _cli(["show", str(model.id)], runs.config) == 0
     shown = capsys.readouterr().out
     assert (
@@ -344,26 +348,24 @@ def test_a_connection_config_file_opens_the_same_store(runs, tmp_path, capsys):
 @needs_movielens
 def test_unknown_ids_versions_and_events_say_what_exists(runs):
     store = runs.store()
-    with pytest.raises(lineage.LineageError, match="no artifact with id 99999"):
-        lineage.trace_upstream(store, 99999)
-    with pytest.raises(lineage.LineageError, match="no artifact with id 99999"):
-        lineage.trace_downstream(store, 99999)
+    with pytest.raises(LineageError, match="no artifact with id 99999"):
+        trace_upstream(store, 99999)
+    with pytest.raises(LineageError, match="no artifact with id 99999"):
+        trace_downstream(store, 99999)
     with pytest.raises(
-        lineage.LineageError, match=f"no pushed model has model_version 'v0'.*{runs.first_version}"
+        LineageError, match=f"no pushed model has model_version 'v0'.*{runs.first_version}"
     ):
-        lineage.find_pushed_model(store, model_version="v0")
-    with pytest.raises(lineage.LineageError, match="no pushed model has push directory"):
-        lineage.find_pushed_model(store, push_dir="/nowhere")
-    with pytest.raises(lineage.LineageError, match="types in this store: .*PushedModel"):
-        lineage.show_artifact(store, type_name="Nope")
+        find_pushed_model(store, model_version="v0")
+    with pytest.raises(LineageError, match="no pushed model has push directory"):
+        find_pushed_model(store, push_dir="/nowhere")
+    with pytest.raises(LineageError, match="types in this store: .*PushedModel"):
+        show_artifact(store, type_name="Nope")
     client = clients.make_bigquery_client(runs.emulator.endpoints)
     bq = runs.config.bigquery
-    with pytest.raises(lineage.LineageError, match="no prediction with event_id 'nope'"):
-        lineage.trace_event(
-            store, client, f"{bq.project}.{bq.dataset}.{bq.predictions_table}", "nope"
-        )
-    with pytest.raises(lineage.LineageError, match="does not exist"):
-        lineage.trace_event(store, client, f"{bq.project}.{bq.dataset}.missing", SERVED_EVENT)
+    with pytest.raises(LineageError, match="no prediction with event_id 'nope'"):
+        trace_event(store, client, f"{bq.project}.{bq.dataset}.{bq.predictions_table}", "nope")
+    with pytest.raises(LineageError, match="does not exist"):
+        trace_event(store, client, f"{bq.project}.{bq.dataset}.missing", SERVED_EVENT)
 
 
 def test_missing_empty_and_garbage_stores_are_refused_untouched(tmp_path):
@@ -386,8 +388,8 @@ def test_missing_empty_and_garbage_stores_are_refused_untouched(tmp_path):
     }
     for path, message in cases.items():
         before = path.read_bytes() if path.is_file() else None
-        with pytest.raises(lineage.LineageError, match=message):
-            lineage.open_store(path)
+        with pytest.raises(LineageError, match=message):
+            open_store(path)
         assert (path.read_bytes() if path.is_file() else None) == before
     assert not (tmp_path / "absent.sqlite").exists()
 
@@ -401,11 +403,11 @@ def test_a_store_without_runs_says_so(tmp_path):
     )
     metadata_store.MetadataStore(config)
 
-    store = lineage.open_store(path)
-    with pytest.raises(lineage.LineageError, match="no pipeline runs yet"):
-        lineage.list_runs(store)
-    with pytest.raises(lineage.LineageError, match="holds no pushed models"):
-        lineage.find_pushed_model(store, model_version="1")
+    store = open_store(path)
+    with pytest.raises(LineageError, match="no pipeline runs yet"):
+        list_runs(store)
+    with pytest.raises(LineageError, match="holds no pushed models"):
+        find_pushed_model(store, model_version="1")
 
 
 def test_cli_reports_errors_on_stderr_with_exit_code_1(tmp_path, capsys):
@@ -428,27 +430,21 @@ def test_cli_reports_errors_on_stderr_with_exit_code_1(tmp_path, capsys):
 
 
 def test_dot_output_and_rendering_without_graphviz(tmp_path, monkeypatch):
-    graph = lineage.LineageGraph(
+    graph = LineageGraph(
         root="artifact:2",
-        direction=lineage.UPSTREAM,
+        direction=UPSTREAM,
         nodes={
-            "artifact:2": lineage.LineageNode(
-                "artifact:2", "artifact", "Model", id=2, run_id='r"1'
-            ),
-            "execution:1": lineage.LineageNode(
-                "execution:1", "execution", "Trainer", id=1, name="Trainer"
-            ),
+            "artifact:2": LineageNode("artifact:2", "artifact", "Model", id=2, run_id='r"1'),
+            "execution:1": LineageNode("execution:1", "execution", "Trainer", id=1, name="Trainer"),
         },
-        edges=[lineage.LineageEdge("execution:1", "artifact:2", "output", "model")],
+        edges=[LineageEdge("execution:1", "artifact:2", "output", "model")],
     )
-    dot = lineage.to_dot(graph)
+    dot = to_dot(graph)
     assert '"execution:1" -> "artifact:2" [label="model"];' in dot
     assert 'run r\\"1' in dot and "penwidth" in dot
     monkeypatch.setenv("PATH", "")
-    assert lineage.render_graphviz(dot, tmp_path / "g.svg") is None
-    assert (
-        lineage.to_tree_text(graph).splitlines()[1].startswith("└── made by Trainer (execution #1")
-    )
+    assert render_graphviz(dot, tmp_path / "g.svg") is None
+    assert to_tree_text(graph).splitlines()[1].startswith("└── made by Trainer (execution #1")
 
 
 def test_tracing_follows_events_not_component_names(tmp_path):
@@ -470,8 +466,8 @@ def test_tracing_follows_events_not_component_names(tmp_path):
         {"pushed_model": ("PushedModel", {"pushed": 1, "pushed_version": "42"})},
     )
 
-    store = lineage.open_store(path)
-    graph = lineage.trace_upstream(store, lineage.find_pushed_model(store, model_version="42").id)
+    store = open_store(path)
+    graph = trace_upstream(store, find_pushed_model(store, model_version="42").id)
 
     assert ("Evaluator", "output", "ModelBlessing") in _type_edges(graph)
     assert ("ModelBlessing", "input", "Pusher") in _type_edges(graph)
@@ -481,7 +477,7 @@ def test_tracing_follows_events_not_component_names(tmp_path):
     } <= (_type_edges(graph))
     assert _one(graph, "ExampleGen").facts["window"]["end"] == "2030-01-01T00:00:00+00:00"
     assert "rows_total" not in _one(graph, "Examples").facts
-    downstream = lineage.trace_downstream(store, batch.id)
+    downstream = trace_downstream(store, batch.id)
     assert [n.property("pushed_version") for n in downstream.of_type("PushedModel")] == ["42"]
 
 

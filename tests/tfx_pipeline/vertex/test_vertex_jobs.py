@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers.fake_vertex_server import FakeVertexServer
+from tests.helpers.fake_vertex_server import FakeVertexServer
 from tfx_pipeline.config import PipelineConfig
 from tfx_pipeline.vertex.cli import add_vertex_commands, run_vertex_command
 from tfx_pipeline.vertex.config import VertexConfig
