@@ -20,8 +20,10 @@ from typing import Dict, List
 import numpy as np
 
 from custom_components.bandit_trainer import training
+from custom_components.bandit_trainer.settings import TrainerSettings
 from custom_components.movielens_generator.logged_data import simulate_uniform_logging
-from custom_components.policy_evaluator import blessing, evaluation, ope
+from custom_components.policy_evaluator import evaluation, ope
+from custom_components.policy_evaluator.settings import EvaluatorSettings
 from custom_components.policy_evaluator.target_policy import SavedPolicy
 from simulation.bandit_loader import load_movielens_bandit
 from tfx_pipeline.reports.agent_report import split_logged
@@ -39,7 +41,7 @@ def evaluate_seed(bandit, events: int, seed: int, work_dir: str) -> Dict[str, di
     results = {}
     for name, rows in targets.items():
         trained = training.train_policy(
-            training.TrainerSettings(), x[rows], a[rows], r[rows], bandit.num_actions
+            TrainerSettings(), x[rows], a[rows], r[rows], bandit.num_actions
         )
         policy_dir = tempfile.mkdtemp(dir=work_dir)
         training.save_policy(trained, policy_dir)
@@ -47,9 +49,8 @@ def evaluate_seed(bandit, events: int, seed: int, work_dir: str) -> Dict[str, di
             lambda _: columns,
             SavedPolicy(policy_dir),
             None,
-            blessing.BlessingRule(),
-            evaluation.EvaluationSettings(seed=seed),
-            bandit,
+            EvaluatorSettings(seed=seed),
+            bandit=bandit,
         )
         results[name] = {"truth": result.candidate.true_value, **result.candidate.estimates}
     return results

@@ -24,6 +24,7 @@ from tf_agents.bandits.agents import lin_ucb_agent, linear_bandit_agent
 from tf_agents.trajectories import time_step as ts
 
 from custom_components.bandit_trainer import agents, training
+from custom_components.bandit_trainer.settings import TrainerSettings
 from bandit_core.linear_statistics import arm_statistics
 from custom_components.bandit_trainer.neural_training import bandit_trajectory
 
@@ -42,7 +43,7 @@ def logged_rows(n: int, d: int, k: int, seed: int = 0):
 
 def time_ours(x, a, r, k: int, repeats: int) -> Dict[str, float]:
     """Median seconds of the statistics pass and of the whole train_policy."""
-    settings = training.TrainerSettings(agent="LinUCB", alpha=ALPHA, tikhonov_weight=TIKHONOV)
+    settings = TrainerSettings(agent="LinUCB", alpha=ALPHA, tikhonov_weight=TIKHONOV)
     training.train_policy(settings, x[:1000], a[:1000], r[:1000], k)  # warm-up
     statistics_seconds, total_seconds = [], []
     for _ in range(repeats):

@@ -10,13 +10,11 @@ from typing import Any, Dict, List, Optional
 
 from ml_metadata.proto import metadata_store_pb2
 from tfx import v1 as tfx
-from tfx.dsl.components.base import executor_spec
-from tfx.extensions.google_cloud_big_query.example_gen.component import BigQueryExampleGen
 
 from custom_components.bandit_schema_gen.component import BanditSchemaGen
 from custom_components.bandit_trainer.component import BanditTrainer
 from custom_components.bandit_trainer.vertex_job import VertexJobBanditTrainer
-from custom_components.bigquery_ingester import emulator_executor
+from custom_components.bigquery_ingester.component import bigquery_example_gen
 from custom_components.movielens_generator.component import MovieLensGenerator
 from custom_components.policy_evaluator.component import (
     PolicyEvaluator,
@@ -24,6 +22,7 @@ from custom_components.policy_evaluator.component import (
 )
 from bandit_core.bigquery.clients import BigQueryEndpoints
 from custom_components.bigquery_ingester.queries import build_examples_query, build_serving_logs_query
+from tfx_pipeline import deploy
 from tfx_pipeline.config import PipelineConfig
 
 TRAINING_SUFFIX = "train"
@@ -80,21 +79,12 @@ def create_pipeline(
         )
         components.append(generator)
 
-    example_gen = BigQueryExampleGen(
+    example_gen = bigquery_example_gen(
         query=_examples_query(config, endpoints.project, retraining),
-        output_config=tfx.proto.Output(
-            split_config=tfx.proto.SplitConfig(
-                splits=[
-                    tfx.proto.SplitConfig.Split(
-                        name="train", hash_buckets=config.ingestion.train_buckets
-                    ),
-                    tfx.proto.SplitConfig.Split(
-                        name="eval", hash_buckets=config.ingestion.eval_buckets
-                    ),
-                ]
-            )
-        ),
-        **_emulator_executor_args(endpoints, bq.scratch_dataset),
+        train_buckets=config.ingestion.train_buckets,
+        eval_buckets=config.ingestion.eval_buckets,
+        endpoints=endpoints,
+        scratch_dataset=bq.scratch_dataset,
     )
     if not retraining:
         example_gen.add_upstream_node(generator)
@@ -114,54 +104,25 @@ def create_pipeline(
         example_anomalies=example_validator.outputs["anomalies"],
         observation_dim=config.movielens.rank_k,
         num_actions=config.movielens.num_actions,
-        agent=config.trainer.agent,
-        alpha=config.trainer.alpha,
-        tikhonov_weight=config.trainer.tikhonov_weight,
-        epsilon=config.trainer.epsilon,
-        hidden_layers=config.trainer.hidden_layers,
-        encoding_dim=config.trainer.encoding_dim,
-        learning_rate=config.trainer.learning_rate,
-        batch_size=config.trainer.batch_size,
-        epochs=config.trainer.epochs,
-        seed=config.trainer.seed,
+        settings=config.trainer,
     )
     if vertex_training_job is None:
         trainer = BanditTrainer(**trainer_args)
     else:
         trainer = VertexJobBanditTrainer(custom_config=vertex_training_job, **trainer_args)
     baseline = latest_blessed_model_resolver()
-    evaluation = config.evaluator
     evaluator = PolicyEvaluator(
         examples=example_gen.outputs["examples"],
         model=trainer.outputs["model"],
         baseline_model=baseline.outputs["model"],
         reward_min=config.validation.reward_min,
         reward_max=config.validation.reward_max,
-        movielens_dir=config.movielens.data_dir if evaluation.use_simulator else None,
-        blessing_estimator=evaluation.blessing_estimator,
-        blessing_comparison=evaluation.blessing_comparison,
-        min_improvement=evaluation.min_improvement,
-        bootstrap_samples=evaluation.bootstrap_samples,
-        confidence=evaluation.confidence,
-        seed=evaluation.seed,
-        reward_model_folds=evaluation.reward_model_folds,
-        ridge=evaluation.ridge,
-        policy_samples=evaluation.policy_samples,
+        movielens_dir=config.movielens.data_dir,
+        settings=config.evaluator,
     )
-    if vertex_push is None:
-        pusher = tfx.components.Pusher(
-            model=trainer.outputs["model"],
-            model_blessing=evaluator.outputs["blessing"],
-            push_destination=tfx.proto.PushDestination(
-                filesystem=tfx.proto.PushDestination.Filesystem(base_directory=push_base_directory)
-            ),
-        )
-    else:
-        pusher = tfx.extensions.google_cloud_ai_platform.Pusher(
-            model=trainer.outputs["model"],
-            model_blessing=evaluator.outputs["blessing"],
-            custom_config=vertex_push,
-        )
+    pusher = deploy.pusher(
+        trainer.outputs["model"], evaluator.outputs["blessing"], push_base_directory, vertex_push
+    )
     components += [
         example_gen,
         statistics_gen,
@@ -198,12 +159,3 @@ def _examples_query(config: PipelineConfig, project: str, retraining: bool) -> s
         ingestion.window_end,
         ingestion.source,
     )
-
-
-def _emulator_executor_args(endpoints: BigQueryEndpoints, scratch_dataset: str) -> dict:
-    if not endpoints.is_emulator:
-        return {}
-    return {
-        "custom_executor_spec": executor_spec.BeamExecutorSpec(emulator_executor.Executor),
-        "custom_config": emulator_executor.emulator_custom_config(endpoints, scratch_dataset),
-    }

@@ -17,7 +17,7 @@ from tf_agents.networks import q_network
 from tf_agents.specs import tensor_spec
 from tf_agents.trajectories import time_step as ts
 
-from bandit_core.agent_names import LINTS, LINUCB
+from bandit_core.agent_names import LINEAR_AGENTS, LINTS, LINUCB
 from bandit_core.linear_statistics import LinearArmStatistics
 
 _LINEAR_AGENT_CLASSES = {

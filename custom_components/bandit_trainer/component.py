@@ -1,14 +1,18 @@
 """BanditTrainer: trains a TF-Agents bandit agent off-policy from logged examples."""
 
+import dataclasses
+import typing
+from typing import Any, Dict
+
 from tfx import types
 from tfx.dsl.components.base import base_component, executor_spec
 from tfx.types import standard_artifacts
 from tfx.types.component_spec import ChannelParameter, ExecutionParameter
 
 from custom_components.bandit_trainer import executor
-from custom_components.bandit_trainer.training import TrainerSettings
+from custom_components.bandit_trainer.settings import TrainerSettings
 
-_DEFAULTS = TrainerSettings()
+_SETTING_TYPES = typing.get_type_hints(TrainerSettings)
 
 
 class BanditTrainerSpec(types.ComponentSpec):
@@ -17,16 +21,10 @@ class BanditTrainerSpec(types.ComponentSpec):
     PARAMETERS = {
         "observation_dim": ExecutionParameter(type=int),
         "num_actions": ExecutionParameter(type=int),
-        "agent": ExecutionParameter(type=str),
-        "alpha": ExecutionParameter(type=float),
-        "tikhonov_weight": ExecutionParameter(type=float),
-        "epsilon": ExecutionParameter(type=float),
-        "hidden_layers": ExecutionParameter(type=str),
-        "encoding_dim": ExecutionParameter(type=int),
-        "learning_rate": ExecutionParameter(type=float),
-        "batch_size": ExecutionParameter(type=int),
-        "epochs": ExecutionParameter(type=int),
-        "seed": ExecutionParameter(type=int),
+        **{
+            f.name: ExecutionParameter(type=_SETTING_TYPES[f.name])
+            for f in dataclasses.fields(TrainerSettings)
+        },
     }
     INPUTS = {
         "examples": ChannelParameter(type=standard_artifacts.Examples),
@@ -38,14 +36,36 @@ class BanditTrainerSpec(types.ComponentSpec):
     }
 
 
+def spec_arguments(
+    examples: types.BaseChannel,
+    example_anomalies: types.BaseChannel,
+    observation_dim: int,
+    num_actions: int,
+    settings: TrainerSettings,
+) -> Dict[str, Any]:
+    """BanditTrainerSpec's arguments: every setting becomes an execution parameter.
+
+    Shared with the Vertex job variant so that both take the same arguments.
+    """
+    return dict(
+        examples=examples,
+        example_anomalies=example_anomalies,
+        observation_dim=observation_dim,
+        num_actions=num_actions,
+        **dataclasses.asdict(settings),
+        **{
+            name: types.Channel(type=output.type)
+            for name, output in BanditTrainerSpec.OUTPUTS.items()
+        },
+    )
+
+
 class BanditTrainer(base_component.BaseComponent):
     """Refuses anomalous data, then fits the agent on the train split.
 
     It consumes ExampleValidator's anomalies so that a bad batch stops the run
-    here, before anything is trained or pushed. `agent` is LinUCB, LinTS,
-    NeuralEpsilonGreedy or NeuralLinUCB; settings an agent does not use are
-    ignored (see `training.TrainerSettings`). `hidden_layers` is text such as
-    "64,64" because TFX execution parameters are scalars.
+    here, before anything is trained or pushed. `settings` choose the agent
+    and its hyper-parameters (see `settings.TrainerSettings`).
     """
 
     SPEC_CLASS = BanditTrainerSpec
@@ -57,34 +77,9 @@ class BanditTrainer(base_component.BaseComponent):
         example_anomalies: types.BaseChannel,
         observation_dim: int,
         num_actions: int,
-        agent: str,
-        alpha: float,
-        tikhonov_weight: float,
-        epsilon: float = _DEFAULTS.epsilon,
-        hidden_layers: str = ",".join(str(u) for u in _DEFAULTS.hidden_layers),
-        encoding_dim: int = _DEFAULTS.encoding_dim,
-        learning_rate: float = _DEFAULTS.learning_rate,
-        batch_size: int = _DEFAULTS.batch_size,
-        epochs: int = _DEFAULTS.epochs,
-        seed: int = _DEFAULTS.seed,
+        settings: TrainerSettings,
     ):
-        super().__init__(
-            spec=BanditTrainerSpec(
-                examples=examples,
-                example_anomalies=example_anomalies,
-                observation_dim=observation_dim,
-                num_actions=num_actions,
-                agent=agent,
-                alpha=alpha,
-                tikhonov_weight=tikhonov_weight,
-                epsilon=epsilon,
-                hidden_layers=hidden_layers,
-                encoding_dim=encoding_dim,
-                learning_rate=learning_rate,
-                batch_size=batch_size,
-                epochs=epochs,
-                seed=seed,
-                model=types.Channel(type=standard_artifacts.Model),
-                model_run=types.Channel(type=standard_artifacts.ModelRun),
-            )
+        arguments = spec_arguments(
+            examples, example_anomalies, observation_dim, num_actions, settings
         )
+        super().__init__(spec=BanditTrainerSpec(**arguments))

@@ -14,24 +14,16 @@ from tfx.types import artifact_utils
 from tfx.utils import path_utils
 
 from custom_components.bandit_trainer import anomalies_gate, training
+from custom_components.bandit_trainer.settings import TrainerSettings
 from bandit_core import logged_examples
 
 METRICS_FILE = "metrics.json"
 
 
-def settings_from_exec_properties(exec_properties: Dict[str, Any]) -> training.TrainerSettings:
+def settings_from_exec_properties(exec_properties: Dict[str, Any]) -> TrainerSettings:
     """The component's execution parameters as validated TrainerSettings."""
-    return training.TrainerSettings(
-        agent=exec_properties["agent"],
-        alpha=exec_properties["alpha"],
-        tikhonov_weight=exec_properties["tikhonov_weight"],
-        epsilon=exec_properties["epsilon"],
-        hidden_layers=training.parse_hidden_layers(exec_properties["hidden_layers"]),
-        encoding_dim=exec_properties["encoding_dim"],
-        learning_rate=exec_properties["learning_rate"],
-        batch_size=exec_properties["batch_size"],
-        epochs=exec_properties["epochs"],
-        seed=exec_properties["seed"],
+    return TrainerSettings(
+        **{f.name: exec_properties[f.name] for f in dataclasses.fields(TrainerSettings)}
     ).validate()
 
 

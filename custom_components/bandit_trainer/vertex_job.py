@@ -7,17 +7,15 @@ keeps training identical to the in-process BanditTrainer, anomaly gate
 included, while the job gets its own machine type.
 """
 
-import inspect
 from typing import Any, Dict
 
-from tfx import types
 from tfx.dsl.components.base import base_component, executor_spec
 from tfx.extensions.google_cloud_ai_platform.trainer import executor as vertex_trainer_executor
 from tfx.types.component_spec import ExecutionParameter
 from tfx.utils import json_utils
 
 from custom_components.bandit_trainer import executor
-from custom_components.bandit_trainer.component import BanditTrainer, BanditTrainerSpec
+from custom_components.bandit_trainer.component import BanditTrainerSpec, spec_arguments
 
 CUSTOM_CONFIG_KEY = "custom_config"
 
@@ -43,25 +41,17 @@ class VertexJobBanditTrainer(base_component.BaseComponent):
 
     `custom_config` is the TFX Vertex trainer's: `ai_platform_enable_vertex`,
     `ai_platform_vertex_region` and `ai_platform_training_args` (the project
-    and a CustomJob `job_spec`). The other arguments and their defaults are
-    BanditTrainer's own, so the two cannot drift apart.
+    and a CustomJob `job_spec`). The other arguments are BanditTrainer's own
+    (`component.spec_arguments`), so the two cannot drift apart.
     """
 
     SPEC_CLASS = VertexJobBanditTrainerSpec
     EXECUTOR_SPEC = executor_spec.ExecutorClassSpec(VertexJobExecutor)
 
     def __init__(self, custom_config: Dict[str, Any], **trainer_args: Any):
-        bound = inspect.signature(BanditTrainer.__init__).bind(self, **trainer_args)
-        bound.apply_defaults()
-        del bound.arguments["self"]
         super().__init__(
             spec=VertexJobBanditTrainerSpec(
-                custom_config=json_utils.dumps(custom_config),
-                **bound.arguments,
-                **{
-                    name: types.Channel(type=output.type)
-                    for name, output in BanditTrainerSpec.OUTPUTS.items()
-                },
+                custom_config=json_utils.dumps(custom_config), **spec_arguments(**trainer_args)
             )
         )
         self.with_id("BanditTrainer")

@@ -13,31 +13,22 @@ import dataclasses
 import math
 from typing import Mapping, Optional
 
-from custom_components.policy_evaluator.ope import ESTIMATORS, Estimate
+from custom_components.policy_evaluator.ope import Estimate
 
 COMPARISONS = ("lower_bound", "point_estimate")
 
 
 @dataclasses.dataclass(frozen=True)
 class BlessingRule:
-    """Bless iff candidate[estimator] (lower bound or point) > reference + min_improvement."""
+    """Bless iff candidate[estimator] (lower bound or point) > reference + min_improvement.
 
-    estimator: str = "dr"
-    comparison: str = "lower_bound"
-    min_improvement: float = 0.0
+    Built from validated settings (`settings.EvaluatorSettings.blessing_rule`),
+    which hold the defaults and the checks.
+    """
 
-    def validate(self) -> "BlessingRule":
-        if self.estimator not in ESTIMATORS:
-            raise ValueError(
-                f"blessing estimator {self.estimator!r} is not one of {', '.join(ESTIMATORS)}"
-            )
-        if self.comparison not in COMPARISONS:
-            raise ValueError(
-                f"blessing comparison {self.comparison!r} is not one of {', '.join(COMPARISONS)}"
-            )
-        if not (math.isfinite(self.min_improvement) and self.min_improvement >= 0.0):
-            raise ValueError(f"min_improvement must be finite and >= 0, got {self.min_improvement}")
-        return self
+    estimator: str
+    comparison: str
+    min_improvement: float
 
 
 @dataclasses.dataclass(frozen=True)
@@ -62,7 +53,7 @@ def decide(
     """Applies `rule` to the candidate's and the baseline's estimates.
 
     Args:
-      rule: a validated rule.
+      rule: the rule of validated settings.
       candidate: the candidate's estimates by estimator name.
       baseline: the baseline's estimates on the same rows, or None when
         nothing has been blessed yet.

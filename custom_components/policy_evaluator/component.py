@@ -1,5 +1,7 @@
 """PolicyEvaluator: off-policy evaluation of a candidate policy, and its blessing."""
 
+import dataclasses
+import typing
 from typing import Optional
 
 from tfx import types
@@ -9,11 +11,9 @@ from tfx.types import standard_artifacts
 from tfx.types.component_spec import ChannelParameter, ExecutionParameter
 
 from custom_components.policy_evaluator import executor
-from custom_components.policy_evaluator.blessing import BlessingRule
-from custom_components.policy_evaluator.evaluation import EvaluationSettings
+from custom_components.policy_evaluator.settings import EvaluatorSettings
 
-_RULE = BlessingRule()
-_SETTINGS = EvaluationSettings()
+_SETTING_TYPES = typing.get_type_hints(EvaluatorSettings)
 
 
 class PolicyEvaluatorSpec(types.ComponentSpec):
@@ -21,15 +21,10 @@ class PolicyEvaluatorSpec(types.ComponentSpec):
 
     PARAMETERS = {
         "split": ExecutionParameter(type=str),
-        "blessing_estimator": ExecutionParameter(type=str),
-        "blessing_comparison": ExecutionParameter(type=str),
-        "min_improvement": ExecutionParameter(type=float),
-        "bootstrap_samples": ExecutionParameter(type=int),
-        "confidence": ExecutionParameter(type=float),
-        "seed": ExecutionParameter(type=int),
-        "reward_model_folds": ExecutionParameter(type=int),
-        "ridge": ExecutionParameter(type=float),
-        "policy_samples": ExecutionParameter(type=int),
+        **{
+            f.name: ExecutionParameter(type=_SETTING_TYPES[f.name])
+            for f in dataclasses.fields(EvaluatorSettings)
+        },
         "reward_min": ExecutionParameter(type=float),
         "reward_max": ExecutionParameter(type=float),
         "movielens_dir": ExecutionParameter(type=str, optional=True),
@@ -49,11 +44,14 @@ class PolicyEvaluator(base_component.BaseComponent):
     """Estimates the candidate's and the baseline's value; blesses by a rule.
 
     IPS, SNIPS, DM and DR with bootstrap intervals on the `split` of the logged
-    examples, plus true values when `movielens_dir` is given ("" means the
-    default MovieLens location; None means no simulator). Its `blessing` output
-    carries TFX's `blessed` custom property, so the stock Pusher pushes only
-    blessed policies; bad evaluation data is a refusal to bless, with the
-    reason in `blessing_message` and in the evaluation JSON.
+    examples, plus true values when `settings.use_simulator` and `movielens_dir`
+    is given ("" means the default MovieLens location; None means no
+    simulator). `settings` hold the estimation knobs and the blessing rule
+    (see `settings.EvaluatorSettings`); rewards outside [reward_min,
+    reward_max] make the data invalid. Its `blessing` output carries TFX's
+    `blessed` custom property, so the stock Pusher pushes only blessed
+    policies; bad evaluation data is a refusal to bless, with the reason in
+    `blessing_message` and in the evaluation JSON.
     """
 
     SPEC_CLASS = PolicyEvaluatorSpec
@@ -68,15 +66,7 @@ class PolicyEvaluator(base_component.BaseComponent):
         baseline_model: Optional[types.BaseChannel] = None,
         movielens_dir: Optional[str] = None,
         split: str = "eval",
-        blessing_estimator: str = _RULE.estimator,
-        blessing_comparison: str = _RULE.comparison,
-        min_improvement: float = _RULE.min_improvement,
-        bootstrap_samples: int = _SETTINGS.bootstrap_samples,
-        confidence: float = _SETTINGS.confidence,
-        seed: int = _SETTINGS.seed,
-        reward_model_folds: int = _SETTINGS.reward_model_folds,
-        ridge: float = _SETTINGS.ridge,
-        policy_samples: int = _SETTINGS.policy_samples,
+        settings: EvaluatorSettings = EvaluatorSettings(),
     ):
         super().__init__(
             spec=PolicyEvaluatorSpec(
@@ -84,15 +74,7 @@ class PolicyEvaluator(base_component.BaseComponent):
                 model=model,
                 baseline_model=baseline_model,
                 split=split,
-                blessing_estimator=blessing_estimator,
-                blessing_comparison=blessing_comparison,
-                min_improvement=min_improvement,
-                bootstrap_samples=bootstrap_samples,
-                confidence=confidence,
-                seed=seed,
-                reward_model_folds=reward_model_folds,
-                ridge=ridge,
-                policy_samples=policy_samples,
+                **dataclasses.asdict(settings),
                 reward_min=reward_min,
                 reward_max=reward_max,
                 movielens_dir=movielens_dir,

@@ -13,51 +13,10 @@ import numpy as np
 
 from bandit_core.logged_examples import LoggedColumns
 from custom_components.policy_evaluator import blessing, ope, reward_model
+from custom_components.policy_evaluator.settings import EvaluatorSettings
 from custom_components.policy_evaluator.target_policy import SavedPolicy
 from simulation import movielens_environment
 from simulation.movielens_environment import MovieLensBandit
-
-
-@dataclasses.dataclass(frozen=True)
-class EvaluationSettings:
-    """How the estimates are computed.
-
-    Attributes:
-      bootstrap_samples: bootstrap replicates per interval.
-      confidence: mass of each interval.
-      seed: seeds the bootstrap and the reward model's folds.
-      reward_model_folds: cross-fitting folds of the DM/DR reward model.
-      ridge: L2 penalty of the reward model.
-      policy_samples: policy calls averaged into pi for stochastic policies.
-      reward_range: (min, max) a logged reward must lie in, or None.
-    """
-
-    bootstrap_samples: int = 1000
-    confidence: float = 0.95
-    seed: int = 0
-    reward_model_folds: int = 5
-    ridge: float = 1.0
-    policy_samples: int = 64
-    reward_range: Optional[Tuple[float, float]] = None
-
-    def validate(self) -> "EvaluationSettings":
-        checks = [
-            (self.bootstrap_samples >= 1, "bootstrap_samples", "must be >= 1"),
-            (0.0 < self.confidence < 1.0, "confidence", "must be in (0, 1)"),
-            (self.seed >= 0, "seed", "must be >= 0"),
-            (self.reward_model_folds >= 2, "reward_model_folds", "must be >= 2"),
-            (self.ridge > 0.0, "ridge", "must be > 0"),
-            (self.policy_samples >= 1, "policy_samples", "must be >= 1"),
-            (
-                self.reward_range is None or self.reward_range[0] < self.reward_range[1],
-                "reward_range",
-                "must be (min, max) with min < max",
-            ),
-        ]
-        for ok, name, message in checks:
-            if not ok:
-                raise ValueError(f"evaluator setting {name}={getattr(self, name)!r} {message}")
-        return self
 
 
 @dataclasses.dataclass(frozen=True)
@@ -83,8 +42,8 @@ class Evaluation:
     """Everything the evaluator found, as stored in the ModelEvaluation artifact."""
 
     decision: blessing.BlessingDecision
-    rule: blessing.BlessingRule
-    settings: EvaluationSettings
+    settings: EvaluatorSettings
+    reward_range: Optional[Tuple[float, float]]
     eval_rows: int
     logging_value: Optional[float]
     candidate: Optional[PolicyReport]
@@ -101,8 +60,8 @@ class Evaluation:
             {
                 "blessed": self.decision.blessed,
                 "reason": self.decision.reason,
-                "rule": dataclasses.asdict(self.rule),
-                "settings": dataclasses.asdict(self.settings),
+                "rule": dataclasses.asdict(self.settings.blessing_rule),
+                "settings": {**dataclasses.asdict(self.settings), "reward_range": self.reward_range},
                 "eval_rows": self.eval_rows,
                 "logging_policy_value": self.logging_value,
                 "candidate": self.candidate.to_json() if self.candidate else None,
@@ -128,8 +87,8 @@ def evaluate(
     read_columns: Callable[[int], LoggedColumns],
     candidate: SavedPolicy,
     baseline: Optional[SavedPolicy],
-    rule: blessing.BlessingRule,
-    settings: EvaluationSettings,
+    settings: EvaluatorSettings,
+    reward_range: Optional[Tuple[float, float]] = None,
     bandit: Optional[MovieLensBandit] = None,
     simulator_note: str = "",
 ) -> Evaluation:
@@ -140,13 +99,14 @@ def evaluate(
         may raise ValueError (e.g. an empty split), which becomes a refusal.
       candidate: the policy asking to be blessed.
       baseline: the latest blessed policy, or None.
-      rule: the blessing rule.
-      settings: estimation settings.
+      settings: the estimation settings and the blessing rule.
+      reward_range: (min, max) a logged reward must lie in, or None.
       bandit: the simulator, for true values; None when unavailable.
       simulator_note: why the simulator is unavailable, when it is.
     """
-    rule.validate()
     settings.validate()
+    if reward_range is not None and not reward_range[0] < reward_range[1]:
+        raise ValueError(f"reward_range {reward_range!r} must be (min, max) with min < max")
     metadata = candidate.metadata
     notes = []
     if baseline is not None and (
@@ -167,7 +127,7 @@ def evaluate(
     def refusal(reason: str, rows: int = 0) -> Evaluation:
         return Evaluation(
             blessing.refuse(f"not blessed: {reason}"),
-            rule, settings, rows, None, None, None, simulator, tuple(notes),
+            settings, reward_range, rows, None, None, None, simulator, tuple(notes),
         )
 
     try:
@@ -180,7 +140,7 @@ def evaluate(
             columns.rewards,
             columns.propensities,
             metadata.num_actions,
-            settings.reward_range,
+            reward_range,
         )
         _check_observations(columns.observations, metadata.observation_dim)
     except ope.OPEInputError as e:
@@ -213,13 +173,14 @@ def evaluate(
     candidate_report = report(candidate)
     baseline_report = report(baseline) if baseline is not None else None
     decision = blessing.decide(
-        rule,
+        settings.blessing_rule,
         candidate_report.estimates,
         baseline_report.estimates if baseline_report else None,
         logging_value,
     )
     return Evaluation(
-        decision, rule, settings, len(data), logging_value, candidate_report, baseline_report,
+        decision, settings, reward_range, len(data), logging_value, candidate_report,
+        baseline_report,
         simulator, tuple(notes),
     )
 

@@ -1,5 +1,6 @@
 """Reads artifacts, runs `evaluation.evaluate`, writes the blessing and the evaluation."""
 
+import dataclasses
 import json
 import os
 from typing import Any, Dict, List, Optional, Tuple
@@ -13,7 +14,8 @@ from tfx.types import artifact_utils
 from tfx.utils import io_utils, path_utils
 
 from bandit_core import logged_examples
-from custom_components.policy_evaluator import blessing, evaluation
+from custom_components.policy_evaluator import evaluation
+from custom_components.policy_evaluator.settings import EvaluatorSettings
 from custom_components.policy_evaluator.target_policy import SavedPolicy
 from simulation.bandit_loader import load_movielens_bandit
 from simulation.movielens_data import MovieLensDataError
@@ -22,25 +24,11 @@ from simulation.movielens_environment import MovieLensBandit
 EVALUATION_FILE = "policy_evaluation.json"
 
 
-def rule_and_settings(
-    exec_properties: Dict[str, Any]
-) -> Tuple[blessing.BlessingRule, evaluation.EvaluationSettings]:
-    """The component's execution parameters as a validated rule and settings."""
-    rule = blessing.BlessingRule(
-        estimator=exec_properties["blessing_estimator"],
-        comparison=exec_properties["blessing_comparison"],
-        min_improvement=exec_properties["min_improvement"],
+def settings_from_exec_properties(exec_properties: Dict[str, Any]) -> EvaluatorSettings:
+    """The component's execution parameters as validated EvaluatorSettings."""
+    return EvaluatorSettings(
+        **{f.name: exec_properties[f.name] for f in dataclasses.fields(EvaluatorSettings)}
     ).validate()
-    settings = evaluation.EvaluationSettings(
-        bootstrap_samples=exec_properties["bootstrap_samples"],
-        confidence=exec_properties["confidence"],
-        seed=exec_properties["seed"],
-        reward_model_folds=exec_properties["reward_model_folds"],
-        ridge=exec_properties["ridge"],
-        policy_samples=exec_properties["policy_samples"],
-        reward_range=(exec_properties["reward_min"], exec_properties["reward_max"]),
-    ).validate()
-    return rule, settings
 
 
 def load_simulator(
@@ -64,7 +52,7 @@ class Executor(base_executor.BaseExecutor):
         output_dict: Dict[str, List[types.Artifact]],
         exec_properties: Dict[str, Any],
     ) -> None:
-        rule, settings = rule_and_settings(exec_properties)
+        settings = settings_from_exec_properties(exec_properties)
         examples = artifact_utils.get_single_instance(input_dict["examples"])
         model = artifact_utils.get_single_instance(input_dict["model"])
         baseline_model = (input_dict.get("baseline_model") or [None])[0]
@@ -75,7 +63,7 @@ class Executor(base_executor.BaseExecutor):
             else None
         )
         bandit, simulator_note = load_simulator(
-            exec_properties.get("movielens_dir"),
+            exec_properties.get("movielens_dir") if settings.use_simulator else None,
             candidate.metadata.observation_dim,
             candidate.metadata.num_actions,
         )
@@ -89,7 +77,13 @@ class Executor(base_executor.BaseExecutor):
                 raise ValueError(f"split {split!r} could not be parsed: {e.message}") from e
 
         result = evaluation.evaluate(
-            read_columns, candidate, baseline, rule, settings, bandit, simulator_note
+            read_columns,
+            candidate,
+            baseline,
+            settings,
+            reward_range=(exec_properties["reward_min"], exec_properties["reward_max"]),
+            bandit=bandit,
+            simulator_note=simulator_note,
         )
         _write_blessing(
             artifact_utils.get_single_instance(output_dict["blessing"]),

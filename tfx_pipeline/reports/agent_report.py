@@ -21,9 +21,11 @@ from matplotlib.figure import Figure
 
 from bandit_core.agent_names import AGENTS
 from custom_components.bandit_trainer import training
+from custom_components.bandit_trainer.settings import TrainerSettings
 from bandit_core.logged_examples import LoggedColumns
 from custom_components.movielens_generator.logged_data import LoggedBatch, simulate_uniform_logging
-from custom_components.policy_evaluator import blessing, evaluation, ope
+from custom_components.policy_evaluator import evaluation, ope
+from custom_components.policy_evaluator.settings import EvaluatorSettings
 from custom_components.policy_evaluator.target_policy import SavedPolicy
 from simulation import movielens_environment
 from simulation.bandit_loader import load_movielens_bandit
@@ -79,8 +81,8 @@ def run_agents(
     rank_k: int = 20,
     num_events: int = 100_000,
     seed: int = 0,
-    settings: Optional[Mapping[str, training.TrainerSettings]] = None,
-    evaluation_settings: evaluation.EvaluationSettings = evaluation.EvaluationSettings(),
+    settings: Optional[Mapping[str, TrainerSettings]] = None,
+    evaluation_settings: EvaluatorSettings = EvaluatorSettings(),
 ) -> List[AgentResult]:
     """Trains and evaluates every agent at every number of arms.
 
@@ -101,7 +103,7 @@ def run_agents(
             logged = simulate_uniform_logging(bandit, num_events, seed)
             columns, train = split_logged(logged, seed)
             for name in agent_names:
-                agent_settings = (settings or {}).get(name) or training.TrainerSettings(
+                agent_settings = (settings or {}).get(name) or TrainerSettings(
                     agent=name, seed=seed
                 )
                 trained = training.train_policy(
@@ -117,9 +119,8 @@ def run_agents(
                     lambda _: columns,
                     SavedPolicy(policy_dir),
                     None,
-                    blessing.BlessingRule(),
                     evaluation_settings,
-                    bandit,
+                    bandit=bandit,
                 )
                 value = evaluated.candidate.true_value
                 oracle = movielens_environment.oracle_value(bandit)
@@ -260,7 +261,7 @@ def write_agent_report(
     rank_k: int = 20,
     num_events: int = 100_000,
     seed: int = 0,
-    settings: Optional[Mapping[str, training.TrainerSettings]] = None,
+    settings: Optional[Mapping[str, TrainerSettings]] = None,
 ) -> Dict[str, str]:
     """Runs every agent (see `run_agents`) and writes the report into `out_dir`.
 

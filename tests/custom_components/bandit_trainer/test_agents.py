@@ -1,5 +1,6 @@
 """The four agents: off-policy training, exported policies, and parity with agent.train."""
 
+import dataclasses
 import json
 import os
 
@@ -8,10 +9,16 @@ import pytest
 import tensorflow as tf
 from tf_agents.bandits.agents import linear_bandit_agent, linear_thompson_sampling_agent
 from tf_agents.trajectories import time_step as ts
+from tfx import types as tfx_types
+from tfx.types import standard_artifacts
 
 from bandit_core import agent_names
+from bandit_core.errors import ConfigError
 from custom_components.bandit_trainer import agents, neural_training, training
+from custom_components.bandit_trainer.component import BanditTrainer
 from custom_components.bandit_trainer.executor import settings_from_exec_properties
+from custom_components.bandit_trainer.settings import TrainerSettings
+from custom_components.bandit_trainer.vertex_job import CUSTOM_CONFIG_KEY, VertexJobBanditTrainer
 from bandit_core.linear_statistics import arm_statistics, zero_statistics
 from bandit_core.policy_metadata import (
     POLICY_METADATA_FILE,
@@ -20,7 +27,7 @@ from bandit_core.policy_metadata import (
 from bandit_core.saved_policy import load_saved_policy, policy_actions
 
 D, K, N = 6, 5, 2000
-TINY_NEURAL = dict(hidden_layers=(16,), encoding_dim=4, batch_size=256, epochs=3)
+TINY_NEURAL = dict(hidden_layers="16", encoding_dim=4, batch_size=256, epochs=3)
 
 
 def _logged(seed: int = 0, n: int = N, d: int = D, k: int = K):
@@ -44,10 +51,10 @@ def _stack(variables) -> np.ndarray:
 @pytest.mark.parametrize(
     "settings",
     [
-        training.TrainerSettings(agent="LinUCB", alpha=0.5),
-        training.TrainerSettings(agent="LinTS", alpha=0.2),
-        training.TrainerSettings(agent="NeuralEpsilonGreedy", epsilon=0.1, **TINY_NEURAL),
-        training.TrainerSettings(agent="NeuralLinUCB", alpha=0.5, **TINY_NEURAL),
+        TrainerSettings(agent="LinUCB", alpha=0.5),
+        TrainerSettings(agent="LinTS", alpha=0.2),
+        TrainerSettings(agent="NeuralEpsilonGreedy", epsilon=0.1, **TINY_NEURAL),
+        TrainerSettings(agent="NeuralLinUCB", alpha=0.5, **TINY_NEURAL),
     ],
     ids=lambda s: s.agent,
 )
@@ -80,7 +87,7 @@ def test_linear_agents_learn_the_true_best_arm():
     best = np.argmax(queries @ theta.T, axis=1)
     for agent in agent_names.LINEAR_AGENTS:
         trained = training.train_policy(
-            training.TrainerSettings(agent=agent, alpha=0.0), x, a, r, K
+            TrainerSettings(agent=agent, alpha=0.0), x, a, r, K
         )
         step = trained.policy.action(ts.restart(tf.constant(queries), batch_size=500))
         assert np.mean(step.action.numpy() == best) > 0.95, agent
@@ -166,7 +173,7 @@ def test_linear_agent_from_statistics_rejects_neural_names():
 def test_neural_linucb_head_equals_tf_agents_linucb_update():
     """Our vectorised head is what the agent's own LinUCB phase accumulates."""
     x, a, r, _ = _logged(seed=6, n=1500)
-    settings = training.TrainerSettings(agent="NeuralLinUCB", **TINY_NEURAL)
+    settings = TrainerSettings(agent="NeuralLinUCB", **TINY_NEURAL)
     agent = training.train_policy(settings, x, a, r, K).agent
     assert not bool(agent.actions_from_reward_layer.numpy())
     ours_cov, ours_data = _stack(agent.cov_matrix), _stack(agent.data_vector)
@@ -189,7 +196,7 @@ def test_neural_epsilon_greedy_exports_its_exploration(tmp_path):
     queries = np.zeros((2000, D), dtype=np.float32)
     spread = {}
     for epsilon in (0.0, 1.0):
-        settings = training.TrainerSettings(
+        settings = TrainerSettings(
             agent="NeuralEpsilonGreedy", epsilon=epsilon, **{**TINY_NEURAL, "epochs": 1}
         )
         trained = training.train_policy(settings, x, a, r, K)
@@ -222,28 +229,37 @@ def test_logged_batches_cover_every_row_once_per_epoch():
 @pytest.mark.parametrize(
     "change, match",
     [
-        ({"agent": "DQN"}, "agent='DQN' must be one of LinUCB, LinTS"),
-        ({"alpha": -1.0}, "alpha"),
-        ({"tikhonov_weight": 0.0}, "tikhonov_weight"),
-        ({"epsilon": 1.5}, "epsilon"),
-        ({"hidden_layers": ()}, "hidden_layers"),
-        ({"encoding_dim": 0}, "encoding_dim"),
-        ({"learning_rate": 0.0}, "learning_rate"),
-        ({"batch_size": 0}, "batch_size"),
-        ({"epochs": 0}, "epochs"),
+        (
+            {"agent": "DQN"},
+            "invalid setting trainer.agent: 'DQN' is not supported; choose one of LinUCB, LinTS, "
+            "NeuralEpsilonGreedy, NeuralLinUCB",
+        ),
+        ({"alpha": -1.0}, "invalid setting trainer.alpha: must be >= 0"),
+        ({"tikhonov_weight": 0.0}, "invalid setting trainer.tikhonov_weight: must be > 0"),
+        ({"epsilon": 1.5}, "invalid setting trainer.epsilon: must be in [0, 1]"),
+        ({"encoding_dim": 0}, "invalid setting trainer.encoding_dim: must be >= 1"),
+        ({"learning_rate": 0.0}, "invalid setting trainer.learning_rate: must be > 0"),
+        ({"batch_size": 0}, "invalid setting trainer.batch_size: must be >= 1"),
+        ({"epochs": 0}, "invalid setting trainer.epochs: must be >= 1"),
+        ({"seed": -1}, "invalid setting trainer.seed: must be >= 0"),
     ],
 )
 def test_trainer_settings_reject_bad_values(change, match):
-    with pytest.raises(ValueError, match=match):
-        training.TrainerSettings(**change).validate()
+    with pytest.raises(ConfigError) as raised:
+        TrainerSettings(**change).validate()
+    assert str(raised.value) == match
 
 
-def test_hidden_layers_parse_from_text():
-    assert training.parse_hidden_layers("64,32") == (64, 32)
-    assert training.parse_hidden_layers(" 8 ") == (8,)
-    for bad in ("", "64,,32", "a", "0", "-4"):
-        with pytest.raises(ValueError, match="hidden_layers"):
-            training.parse_hidden_layers(bad)
+def test_hidden_layers_are_text_of_positive_ascii_integers():
+    assert TrainerSettings(hidden_layers="64,32").validate().layer_sizes == (64, 32)
+    assert TrainerSettings(hidden_layers=" 8 ").validate().layer_sizes == (8,)
+    for bad in ("", "64,,32", "a", "0", "-4", "+4", "1.5", "²", "٣"):
+        with pytest.raises(ConfigError) as raised:
+            TrainerSettings(hidden_layers=bad).validate()
+        assert str(raised.value) == (
+            'invalid setting trainer.hidden_layers: must be comma-separated positive integers, '
+            'e.g. "64,64"'
+        )
 
 
 def test_executor_properties_become_settings():
@@ -253,13 +269,34 @@ def test_executor_properties_become_settings():
         "epochs": 4, "seed": 3,
     }
     settings = settings_from_exec_properties(properties)
-    assert settings.hidden_layers == (32, 16) and settings.agent == "NeuralLinUCB"
+    assert settings.layer_sizes == (32, 16) and settings.agent == "NeuralLinUCB"
     assert settings.hyperparameters() == {
         "alpha": 0.3, "hidden_layers": [32, 16], "encoding_dim": 8, "learning_rate": 0.01,
         "batch_size": 512, "epochs": 4, "seed": 3,
     }
-    with pytest.raises(ValueError, match="epochs"):
+    with pytest.raises(ConfigError, match="invalid setting trainer.epochs: must be >= 1"):
         settings_from_exec_properties({**properties, "epochs": 0})
+
+
+def test_component_parameters_are_the_settings_fields():
+    settings = TrainerSettings(agent="NeuralLinUCB", alpha=0.3, hidden_layers="32,16")
+    channels = dict(
+        examples=tfx_types.Channel(type=standard_artifacts.Examples),
+        example_anomalies=tfx_types.Channel(type=standard_artifacts.ExampleAnomalies),
+    )
+    trainer = BanditTrainer(**channels, observation_dim=D, num_actions=K, settings=settings)
+    assert trainer.exec_properties == {
+        "observation_dim": D, "num_actions": K, **dataclasses.asdict(settings)
+    }
+    assert settings_from_exec_properties(trainer.exec_properties) == settings
+    vertex = VertexJobBanditTrainer(
+        {"ai_platform_enable_vertex": True}, **channels, observation_dim=D, num_actions=K,
+        settings=settings,
+    )
+    assert vertex.id == "BanditTrainer"
+    assert {k: v for k, v in vertex.exec_properties.items() if k != CUSTOM_CONFIG_KEY} == (
+        trainer.exec_properties
+    )
 
 
 def test_sidecars_written_before_the_new_fields_still_load(tmp_path):
@@ -275,7 +312,7 @@ def test_sidecars_written_before_the_new_fields_still_load(tmp_path):
 
 def test_linear_sidecar_keeps_the_serving_fields(tmp_path):
     x, a, r, _ = _logged(seed=8, n=200)
-    settings = training.TrainerSettings(agent="LinUCB", alpha=0.7, tikhonov_weight=2.0)
+    settings = TrainerSettings(agent="LinUCB", alpha=0.7, tikhonov_weight=2.0)
     training.save_policy(training.train_policy(settings, x, a, r, K), str(tmp_path))
     stored = json.loads((tmp_path / POLICY_METADATA_FILE).read_text())
     assert stored == {

@@ -6,6 +6,7 @@ The DAG test runs ImportExampleGen -> StatisticsGen/BanditSchemaGen/ExampleValid
 then a worse one is evaluated against it, refused and not pushed.
 """
 
+import dataclasses
 import json
 import math
 import os
@@ -21,7 +22,9 @@ from tfx.types import artifact_utils, standard_artifacts
 from tfx.utils import path_utils, proto_utils
 
 from custom_components.bandit_schema_gen.component import BanditSchemaGen
+from bandit_core.errors import ConfigError
 from custom_components.bandit_trainer import training
+from custom_components.bandit_trainer.settings import TrainerSettings
 from custom_components.bandit_trainer.component import BanditTrainer
 from custom_components.policy_evaluator import blessing, executor
 from custom_components.policy_evaluator.component import (
@@ -29,11 +32,16 @@ from custom_components.policy_evaluator.component import (
     latest_blessed_model_resolver,
 )
 from custom_components.policy_evaluator.ope import Estimate
+from custom_components.policy_evaluator.settings import EvaluatorSettings
 from custom_components.policy_evaluator.target_policy import SavedPolicy, saved_model_probabilities
 from simulation.movielens_data import default_data_dir
 from bandit_core import columns
 
 # --- the rule -------------------------------------------------------------------------------
+
+
+def _rule(**change) -> blessing.BlessingRule:
+    return EvaluatorSettings(**change).validate().blessing_rule
 
 
 def _estimates(dr, lower=None, upper=None):
@@ -45,21 +53,21 @@ def _estimates(dr, lower=None, upper=None):
 @pytest.mark.parametrize(
     "rule, candidate, baseline, logging, blessed",
     [
-        (blessing.BlessingRule(), _estimates(4.0, lower=3.9), _estimates(3.8), 1.0, True),
-        (blessing.BlessingRule(), _estimates(4.0, lower=3.7), _estimates(3.8), 1.0, False),
-        (blessing.BlessingRule(), _estimates(4.0, lower=3.8), _estimates(3.8), 1.0, False),
-        (blessing.BlessingRule(), _estimates(4.0, lower=3.7), None, 3.6, True),
-        (blessing.BlessingRule(), _estimates(4.0, lower=3.7), None, 3.8, False),
+        (_rule(), _estimates(4.0, lower=3.9), _estimates(3.8), 1.0, True),
+        (_rule(), _estimates(4.0, lower=3.7), _estimates(3.8), 1.0, False),
+        (_rule(), _estimates(4.0, lower=3.8), _estimates(3.8), 1.0, False),
+        (_rule(), _estimates(4.0, lower=3.7), None, 3.6, True),
+        (_rule(), _estimates(4.0, lower=3.7), None, 3.8, False),
         (
-            blessing.BlessingRule(comparison="point_estimate"),
+            _rule(blessing_comparison="point_estimate"),
             _estimates(4.0, lower=3.0), _estimates(3.8), 1.0, True,
         ),
         (
-            blessing.BlessingRule(comparison="point_estimate", min_improvement=0.3),
+            _rule(blessing_comparison="point_estimate", min_improvement=0.3),
             _estimates(4.0), _estimates(3.8), 1.0, False,
         ),
-        (blessing.BlessingRule(), _estimates(4.0, lower=math.nan), None, 1.0, False),
-        (blessing.BlessingRule(), _estimates(4.0), _estimates(math.nan), 1.0, False),
+        (_rule(), _estimates(4.0, lower=math.nan), None, 1.0, False),
+        (_rule(), _estimates(4.0), _estimates(math.nan), 1.0, False),
     ],
 )
 def test_blessing_rule(rule, candidate, baseline, logging, blessed):
@@ -69,25 +77,36 @@ def test_blessing_rule(rule, candidate, baseline, logging, blessed):
 
 
 def test_blessing_reason_names_both_sides():
-    decision = blessing.decide(blessing.BlessingRule(), _estimates(4.0, 3.9), _estimates(3.5), 1.0)
+    decision = blessing.decide(_rule(), _estimates(4.0, 3.9), _estimates(3.5), 1.0)
     assert decision.reason == (
         "blessed: candidate DR lower bound 3.9 vs baseline DR 3.5 + min_improvement 0"
     )
-    first = blessing.decide(blessing.BlessingRule(estimator="ips"), _estimates(2.0, 0.5), None, 1.0)
+    first = blessing.decide(_rule(blessing_estimator="ips"), _estimates(2.0, 0.5), None, 1.0)
     assert "candidate IPS lower bound 0.5 vs logging policy's mean reward 1" in first.reason
 
 
 @pytest.mark.parametrize(
-    "change, match",
+    "change, message",
     [
-        ({"estimator": "mean"}, "estimator 'mean'"),
-        ({"comparison": "upper"}, "comparison 'upper'"),
-        ({"min_improvement": -1.0}, "min_improvement"),
+        ({"blessing_estimator": "mean"}, "blessing_estimator: must be one of ips, snips, dm, dr"),
+        (
+            {"blessing_comparison": "upper"},
+            "blessing_comparison: must be lower_bound or point_estimate",
+        ),
+        ({"min_improvement": -1.0}, "min_improvement: must be finite and >= 0"),
+        ({"min_improvement": math.inf}, "min_improvement: must be finite and >= 0"),
+        ({"bootstrap_samples": 0}, "bootstrap_samples: must be >= 1"),
+        ({"confidence": 1.0}, "confidence: must be in (0, 1)"),
+        ({"seed": -1}, "seed: must be >= 0"),
+        ({"reward_model_folds": 1}, "reward_model_folds: must be >= 2"),
+        ({"ridge": 0.0}, "ridge: must be > 0"),
+        ({"policy_samples": 0}, "policy_samples: must be >= 1"),
     ],
 )
-def test_bad_rules_are_rejected(change, match):
-    with pytest.raises(ValueError, match=match):
-        blessing.BlessingRule(**change).validate()
+def test_bad_evaluator_settings_are_rejected(change, message):
+    with pytest.raises(ConfigError) as raised:
+        EvaluatorSettings(**change).validate()
+    assert str(raised.value) == f"invalid setting evaluator.{message}"
 
 
 # --- the executor on artifacts made here -------------------------------------------------------
@@ -166,17 +185,16 @@ def models(tmp_path_factory):
     root = tmp_path_factory.mktemp("models")
     train_rows = _log(4000, seed=1)
     return {
-        "good": _model(root / "good", training.TrainerSettings(alpha=0.1), train_rows, 11),
-        "bad": _model(
-            root / "bad", training.TrainerSettings(agent="LinTS", alpha=100.0), train_rows, 12
-        ),
+        "good": _model(root / "good", TrainerSettings(alpha=0.1), train_rows, 11),
+        "bad": _model(root / "bad", TrainerSettings(agent="LinTS", alpha=100.0), train_rows, 12),
     }
 
 
 PROPERTIES = dict(
-    split="eval", blessing_estimator="dr", blessing_comparison="lower_bound",
-    min_improvement=0.0, bootstrap_samples=300, confidence=0.95, seed=0, reward_model_folds=5,
-    ridge=1.0, policy_samples=32, reward_min=-20.0, reward_max=20.0,
+    split="eval",
+    **dataclasses.asdict(EvaluatorSettings(bootstrap_samples=300, policy_samples=32)),
+    reward_min=-20.0,
+    reward_max=20.0,
 )
 
 
@@ -227,6 +245,18 @@ def test_good_candidate_without_baseline_is_blessed(models, eval_rows, tmp_path)
     assert evaluation.get_float_custom_property("candidate_dr") == estimates["dr"]["value"]
     assert evaluation.get_float_custom_property("candidate_dr_lower") == estimates["dr"]["lower"]
     assert evaluation.get_int_custom_property("blessed") == 1
+
+
+def test_use_simulator_false_skips_the_simulator_even_with_a_movielens_dir(
+    models, eval_rows, tmp_path
+):
+    examples = _examples_artifact(tmp_path / "examples", eval_rows)
+    _, _, report = _run(
+        examples, models["good"], None, tmp_path, movielens_dir="", use_simulator=False
+    )
+    assert report["simulator"] == {"unavailable": "no movielens_dir configured"}
+    assert report["candidate"]["true_value"] is None
+    assert report["settings"]["use_simulator"] is False
 
 
 def test_good_candidate_beats_a_worse_baseline_and_a_worse_one_is_refused(
@@ -340,6 +370,23 @@ def test_linear_policies_are_scored_exactly_as_their_saved_models_act(models):
     assert ours.max() < 1.0
 
 
+def test_component_parameters_are_the_settings_fields():
+    settings = EvaluatorSettings(blessing_estimator="ips", use_simulator=False)
+    evaluator = PolicyEvaluator(
+        examples=tfx.dsl.Channel(type=standard_artifacts.Examples),
+        model=tfx.dsl.Channel(type=standard_artifacts.Model),
+        reward_min=-5.0,
+        reward_max=10.0,
+        movielens_dir="",
+        settings=settings,
+    )
+    assert evaluator.exec_properties == {
+        "split": "eval", **dataclasses.asdict(settings), "reward_min": -5.0,
+        "reward_max": 10.0, "movielens_dir": "",
+    }
+    assert executor.settings_from_exec_properties(evaluator.exec_properties) == settings
+
+
 # --- a real DAG -------------------------------------------------------------------------------
 
 movielens = pytest.mark.skipif(
@@ -348,7 +395,7 @@ movielens = pytest.mark.skipif(
 )
 
 
-def _pipeline(root, data_dir, push_dir, trainer_settings: dict) -> tfx.dsl.Pipeline:
+def _pipeline(root, data_dir, push_dir, trainer_settings: TrainerSettings) -> tfx.dsl.Pipeline:
     example_gen = tfx.components.ImportExampleGen(input_base=str(data_dir))
     statistics = tfx.components.StatisticsGen(examples=example_gen.outputs["examples"])
     schema = BanditSchemaGen(
@@ -362,7 +409,7 @@ def _pipeline(root, data_dir, push_dir, trainer_settings: dict) -> tfx.dsl.Pipel
         example_anomalies=validator.outputs["anomalies"],
         observation_dim=20,
         num_actions=20,
-        **trainer_settings,
+        settings=trainer_settings,
     )
     baseline = latest_blessed_model_resolver()
     evaluator = PolicyEvaluator(
@@ -372,7 +419,7 @@ def _pipeline(root, data_dir, push_dir, trainer_settings: dict) -> tfx.dsl.Pipel
         reward_min=-5.0,
         reward_max=10.0,
         movielens_dir="",
-        bootstrap_samples=200,
+        settings=EvaluatorSettings(bootstrap_samples=200),
     )
     pusher = tfx.components.Pusher(
         model=trainer.outputs["model"],
@@ -411,11 +458,11 @@ def test_dag_blesses_and_pushes_a_good_policy_then_refuses_a_worse_one(tmp_path)
     )
     push_dir = tmp_path / "serving"
     runner = tfx.orchestration.LocalDagRunner()
-    runner.run(_pipeline(tmp_path, data_dir, push_dir, dict(agent="LinUCB", alpha=0.1,
-                                                             tikhonov_weight=1.0)))
+    runner.run(_pipeline(tmp_path, data_dir, push_dir, TrainerSettings(agent="LinUCB", alpha=0.1)))
     assert len(os.listdir(push_dir)) == 1
-    runner.run(_pipeline(tmp_path, data_dir, push_dir, dict(agent="LinTS", alpha=100.0,
-                                                             tikhonov_weight=1.0)))
+    runner.run(
+        _pipeline(tmp_path, data_dir, push_dir, TrainerSettings(agent="LinTS", alpha=100.0))
+    )
     assert len(os.listdir(push_dir)) == 1
 
     config = tfx.orchestration.metadata.sqlite_metadata_connection_config(

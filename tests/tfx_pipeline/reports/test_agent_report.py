@@ -4,8 +4,8 @@ import json
 
 import pytest
 
-from custom_components.bandit_trainer import training
-from custom_components.policy_evaluator import evaluation
+from custom_components.bandit_trainer.settings import TrainerSettings
+from custom_components.policy_evaluator.settings import EvaluatorSettings
 from simulation.movielens_data import default_data_dir
 from tfx_pipeline.reports import agent_report
 
@@ -17,8 +17,8 @@ pytestmark = pytest.mark.skipif(
 
 def test_small_report_compares_agents_with_the_oracle(tmp_path):
     settings = {
-        "NeuralEpsilonGreedy": training.TrainerSettings(
-            agent="NeuralEpsilonGreedy", hidden_layers=(16,), batch_size=512, epochs=2
+        "NeuralEpsilonGreedy": TrainerSettings(
+            agent="NeuralEpsilonGreedy", hidden_layers="16", batch_size=512, epochs=2
         )
     }
     results = agent_report.run_agents(
@@ -28,7 +28,7 @@ def test_small_report_compares_agents_with_the_oracle(tmp_path):
         rank_k=5,
         num_events=3000,
         settings=settings,
-        evaluation_settings=evaluation.EvaluationSettings(bootstrap_samples=100, policy_samples=8),
+        evaluation_settings=EvaluatorSettings(bootstrap_samples=100, policy_samples=8),
     )
     paths = agent_report.write_report(results, tmp_path / "report")
 
