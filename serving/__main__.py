@@ -9,6 +9,7 @@ Vertex AI sets the AIP_* variables; everything project-specific is MLBANDITS_*:
   MLBANDITS_HOST                  127.0.0.1 (set 0.0.0.0 in a container)
   MLBANDITS_REWARD_ROUTE          /reward
   MLBANDITS_MAX_INSTANCES         1000
+  MLBANDITS_MAX_BODY_BYTES        8388608 (8 MiB)
   MLBANDITS_MODEL_POLL_S          10 (seconds between checks for a newer policy)
   MLBANDITS_SCORER                numpy | savedmodel (the slow reference path)
   MLBANDITS_EXPLORATION           epsilon_greedy | boltzmann
@@ -46,13 +47,14 @@ import numpy as np  # noqa: E402
 from aiohttp import web  # noqa: E402
 
 from serving.event_spool import EventSpool  # noqa: E402
-from serving.exploration import ExplorationConfig  # noqa: E402
 from serving.model_registry import ModelRegistry  # noqa: E402
 from serving.policy_scorer import SavedModelScorer, load_policy_scorer  # noqa: E402
 from serving.prediction_logger import PredictionLogger  # noqa: E402
-from serving.server import BanditServer, ServerConfig  # noqa: E402
+from serving.server import BanditServer  # noqa: E402
+from serving.settings import ServingSettings  # noqa: E402
 from bandit_core.bigquery.clients import BigQueryEndpoints  # noqa: E402
 from bandit_core.bigquery.settings import BigQueryConfig  # noqa: E402
+from bandit_core.errors import ConfigError  # noqa: E402
 
 _LOG = logging.getLogger("serving")
 SCORERS: Mapping[str, Callable[[str], object]] = {
@@ -60,6 +62,9 @@ SCORERS: Mapping[str, Callable[[str], object]] = {
     "savedmodel": SavedModelScorer,
 }
 _BQ_DEFAULTS = BigQueryConfig()
+# Vertex AI's port when AIP_HTTP_PORT is unset; the settings' default, 0 (any
+# free port), is for local runs.
+_VERTEX_HTTP_PORT = 8080
 _TRUE, _FALSE = ("1", "true", "yes"), ("0", "false", "no")
 
 
@@ -68,12 +73,11 @@ class SettingsError(ValueError):
 
 
 @dataclasses.dataclass(frozen=True)
-class ServingSettings:
+class ContainerSettings:
     """Everything `main` wires together, read from the environment."""
 
     storage_uri: str
-    server: ServerConfig
-    exploration: ExplorationConfig
+    serving: ServingSettings
     scorer: str
     model_poll_s: float
     seed: Optional[int]
@@ -85,7 +89,7 @@ class ServingSettings:
     rewards_table: str
 
 
-def settings_from_env(env: Mapping[str, str], scorer: Optional[str] = None) -> ServingSettings:
+def settings_from_env(env: Mapping[str, str], scorer: Optional[str] = None) -> ContainerSettings:
     """Reads and validates the settings; raises SettingsError naming the variable."""
     storage_uri = env.get("AIP_STORAGE_URI", "")
     if not storage_uri:
@@ -96,22 +100,10 @@ def settings_from_env(env: Mapping[str, str], scorer: Optional[str] = None) -> S
             f"MLBANDITS_SCORER / --scorer: {scorer!r} is not one of {sorted(SCORERS)}"
         )
     try:
-        server = ServerConfig(
-            host=env.get("MLBANDITS_HOST", "127.0.0.1"),
-            port=_number(env, "AIP_HTTP_PORT", int, 8080),
-            health_route=env.get("AIP_HEALTH_ROUTE", "/health"),
-            predict_route=env.get("AIP_PREDICT_ROUTE", "/predict"),
-            reward_route=env.get("MLBANDITS_REWARD_ROUTE", "/reward"),
-            max_instances=_number(env, "MLBANDITS_MAX_INSTANCES", int, 1000),
-        )
-        exploration = ExplorationConfig(
-            strategy=env.get("MLBANDITS_EXPLORATION", "epsilon_greedy"),
-            epsilon=_number(env, "MLBANDITS_EPSILON", float, 0.1),
-            temperature=_number(env, "MLBANDITS_TEMPERATURE", float, 1.0),
-        )
-    except ValueError as error:
+        serving = ServingSettings.from_environment(env, port=_VERTEX_HTTP_PORT)
+    except ConfigError as error:
         raise SettingsError(str(error)) from None
-    if scorer == "savedmodel" and exploration.strategy != "epsilon_greedy":
+    if scorer == "savedmodel" and serving.exploration != "epsilon_greedy":
         raise SettingsError(
             "MLBANDITS_EXPLORATION: the savedmodel scorer yields actions, not scores; "
             "only epsilon_greedy works with it"
@@ -120,10 +112,9 @@ def settings_from_env(env: Mapping[str, str], scorer: Optional[str] = None) -> S
     if not model_poll_s > 0:
         raise SettingsError(f"MLBANDITS_MODEL_POLL_S: must be > 0, got {model_poll_s}")
     seed = env.get("MLBANDITS_SEED")
-    return ServingSettings(
+    return ContainerSettings(
         storage_uri=storage_uri,
-        server=server,
-        exploration=exploration,
+        serving=serving,
         scorer=scorer,
         model_poll_s=model_poll_s,
         seed=_number(env, "MLBANDITS_SEED", int, 0) if seed else None,
@@ -140,7 +131,7 @@ def settings_from_env(env: Mapping[str, str], scorer: Optional[str] = None) -> S
     )
 
 
-def build_app(settings: ServingSettings) -> web.Application:
+def build_app(settings: ContainerSettings) -> web.Application:
     """The server with its registry and logger, both started now and stopped on app cleanup."""
     registry = ModelRegistry(
         settings.storage_uri, _frozen_after(SCORERS[settings.scorer]), settings.model_poll_s
@@ -160,8 +151,7 @@ def build_app(settings: ServingSettings) -> web.Application:
     server = BanditServer(
         registry,
         logger,
-        settings.exploration,
-        settings.server,
+        settings.serving,
         rng=np.random.default_rng(settings.seed),
     )
     app = server.build_app()
@@ -196,8 +186,8 @@ def main(argv: Optional[list] = None) -> int:
     _LOG.info("starting with %s", settings)
     web.run_app(
         build_app(settings),
-        host=settings.server.host,
-        port=settings.server.port,
+        host=settings.serving.host,
+        port=settings.serving.port,
         access_log=None,
         print=None,
     )

@@ -6,52 +6,25 @@ others. Serving therefore samples from a distribution that gives every arm a
 known, positive probability, and logs that probability as the propensity.
 """
 
-import dataclasses
-import math
 from typing import Tuple
 
 import numpy as np
 
-STRATEGIES = ("epsilon_greedy", "boltzmann")
+from serving.settings import ServingSettings
 
 
-@dataclasses.dataclass(frozen=True)
-class ExplorationConfig:
-    """How serving explores around the policy's scores.
-
-    Attributes:
-      strategy: "epsilon_greedy" or "boltzmann".
-      epsilon: epsilon-greedy's share of uniform exploration, in [0, 1].
-      temperature: Boltzmann's softmax temperature, finite and > 0.
-    """
-
-    strategy: str = "epsilon_greedy"
-    epsilon: float = 0.1
-    temperature: float = 1.0
-
-    def __post_init__(self) -> None:
-        if self.strategy not in STRATEGIES:
-            raise ValueError(f"exploration strategy {self.strategy!r} is not one of {STRATEGIES}")
-        if not 0.0 <= self.epsilon <= 1.0:
-            raise ValueError(f"exploration epsilon must lie in [0, 1], got {self.epsilon}")
-        if not (math.isfinite(self.temperature) and self.temperature > 0.0):
-            raise ValueError(
-                f"exploration temperature must be finite and > 0, got {self.temperature}"
-            )
-
-    @property
-    def policy_id_suffix(self) -> str:
-        """The strategy and its parameter, for the logged `policy_id`."""
-        if self.strategy == "epsilon_greedy":
-            return f"epsilon_greedy(epsilon={self.epsilon:g})"
-        return f"boltzmann(temperature={self.temperature:g})"
+def policy_id_suffix(settings: ServingSettings) -> str:
+    """The strategy and its parameter, for the logged `policy_id`."""
+    if settings.exploration == "epsilon_greedy":
+        return f"epsilon_greedy(epsilon={settings.epsilon:g})"
+    return f"boltzmann(temperature={settings.temperature:g})"
 
 
-def action_probabilities(config: ExplorationConfig, scores: np.ndarray) -> np.ndarray:
+def action_probabilities(settings: ServingSettings, scores: np.ndarray) -> np.ndarray:
     """[N, K] scores -> [N, K] probabilities under the configured strategy."""
-    if config.strategy == "epsilon_greedy":
-        return epsilon_greedy(scores, config.epsilon)
-    return boltzmann(scores, config.temperature)
+    if settings.exploration == "epsilon_greedy":
+        return epsilon_greedy(scores, settings.epsilon)
+    return boltzmann(scores, settings.temperature)
 
 
 def epsilon_greedy(scores: np.ndarray, epsilon: float) -> np.ndarray:

@@ -7,7 +7,6 @@ answered with 400 and a message naming the field; the server keeps serving.
 """
 
 import asyncio
-import dataclasses
 import datetime
 import logging
 import uuid
@@ -18,9 +17,10 @@ from aiohttp import web
 
 from bandit_core.policy_metadata import PolicyMetadata
 from serving.event_spool import RewardStatus
-from serving.exploration import ExplorationConfig, action_probabilities, sample_actions
+from serving.exploration import action_probabilities, policy_id_suffix, sample_actions
 from serving.model_registry import ModelRegistry, ServingModel
 from serving.request_schema import RequestError, parse_predict_request, parse_reward_request
+from serving.settings import ServingSettings
 
 _LOG = logging.getLogger(__name__)
 
@@ -43,57 +43,30 @@ class PredictionLog(Protocol):
     def log_reward(self, event_id: str, row: dict) -> RewardStatus: ...
 
 
-@dataclasses.dataclass(frozen=True)
-class ServerConfig:
-    """Where to listen and what to accept; defaults follow Vertex AI's AIP_* defaults."""
-
-    host: str = "127.0.0.1"
-    port: int = 8080
-    health_route: str = "/health"
-    predict_route: str = "/predict"
-    reward_route: str = "/reward"
-    max_instances: int = 1000
-    max_body_bytes: int = 8 * 1024 * 1024
-
-    def __post_init__(self) -> None:
-        if not 0 <= self.port <= 65535:
-            raise ValueError(f"port must lie in [0, 65535], got {self.port}")
-        routes = (self.health_route, self.predict_route, self.reward_route)
-        for route in routes:
-            if not route.startswith("/"):
-                raise ValueError(f"route {route!r} must start with '/'")
-        if len(set(routes)) != len(routes):
-            raise ValueError(f"health, predict and reward routes must differ, got {routes}")
-        if self.max_instances < 1:
-            raise ValueError(f"max_instances must be >= 1, got {self.max_instances}")
-
-
 class BanditServer:
-    """Request handlers around a model registry, an exploration strategy and a logger."""
+    """Request handlers around a model registry, the serving settings and a logger."""
 
     def __init__(
         self,
         registry: ModelRegistry[Scorer],
         logger: PredictionLog,
-        exploration: ExplorationConfig,
-        config: ServerConfig = ServerConfig(),
+        settings: ServingSettings,
         rng: Optional[np.random.Generator] = None,
     ) -> None:
         self._registry = registry
         self._logger = logger
         self._batcher = PredictionBatcher(logger)
-        self._exploration = exploration
-        self.config = config
+        self.settings = settings.validate()
         self._rng = rng if rng is not None else np.random.default_rng()
 
     def build_app(self) -> web.Application:
         app = web.Application(
-            client_max_size=self.config.max_body_bytes,
+            client_max_size=self.settings.max_body_bytes,
             middlewares=[_json_errors],
         )
-        app.router.add_get(self.config.health_route, self.health)
-        app.router.add_post(self.config.predict_route, self.predict)
-        app.router.add_post(self.config.reward_route, self.reward)
+        app.router.add_get(self.settings.health_route, self.health)
+        app.router.add_post(self.settings.predict_route, self.predict)
+        app.router.add_post(self.settings.reward_route, self.reward)
         return app
 
     async def health(self, request: web.Request) -> web.Response:
@@ -111,12 +84,12 @@ class BanditServer:
             return _error(503, "no policy loaded yet; retry when the health route returns 200")
         try:
             parsed = parse_predict_request(
-                await request.read(), model.scorer.observation_dim, self.config.max_instances
+                await request.read(), model.scorer.observation_dim, self.settings.max_instances
             )
         except RequestError as error:
             return _error(400, str(error))
         probabilities = action_probabilities(
-            self._exploration, model.scorer.scores(parsed.observations)
+            self.settings, model.scorer.scores(parsed.observations)
         )
         actions, propensities = sample_actions(probabilities, self._rng)
         rows = self._prediction_rows(
@@ -163,7 +136,7 @@ class BanditServer:
         propensities: np.ndarray,
     ) -> List[dict]:
         event_time = _now_iso()
-        policy_id = f"{model.scorer.metadata.agent}+{self._exploration.policy_id_suffix}"
+        policy_id = f"{model.scorer.metadata.agent}+{policy_id_suffix(self.settings)}"
         return [
             {
                 "event_id": uuid.uuid4().hex,
@@ -220,7 +193,7 @@ async def start_server(server: BanditServer) -> web.AppRunner:
     """Listens on the configured host and port; `runner.addresses` tells the port bound for 0."""
     runner = web.AppRunner(server.build_app(), access_log=None)
     await runner.setup()
-    await web.TCPSite(runner, server.config.host, server.config.port).start()
+    await web.TCPSite(runner, server.settings.host, server.settings.port).start()
     _LOG.info("serving on %s", runner.addresses)
     return runner
 

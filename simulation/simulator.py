@@ -9,30 +9,40 @@ import asyncio
 import collections
 import dataclasses
 import time
-from typing import Counter, List, Optional
+from typing import ClassVar, Counter, List, Optional
 
 import aiohttp
 import numpy as np
 
+from bandit_core.errors import require
 from simulation.movielens_environment import MovieLensBandit
 
 
 @dataclasses.dataclass(frozen=True)
 class SimulatorConfig:
-    """How much traffic one simulation round sends."""
+    """How much traffic one simulation round sends.
 
-    num_requests: int = 2000
+    Attributes:
+      requests_per_round: single-user predictions sent, each rewarded.
+      concurrency: requests in flight at once.
+      rate_per_s: requests started per second; 0 sends as fast as answered.
+      seed: seeds the sampled users.
+    """
+
+    # Names the settings in errors; a section that includes these fields overrides it.
+    SECTION: ClassVar[str] = "simulator"
+
+    requests_per_round: int = 1000
     concurrency: int = 8
     rate_per_s: float = 0.0
     seed: int = 0
 
     def validate(self) -> "SimulatorConfig":
-        if self.num_requests < 1:
-            raise ValueError(f"simulator num_requests must be >= 1, got {self.num_requests}")
-        if self.concurrency < 1:
-            raise ValueError(f"simulator concurrency must be >= 1, got {self.concurrency}")
-        if self.rate_per_s < 0:
-            raise ValueError(f"simulator rate_per_s must be >= 0 (0 = unlimited), got {self.rate_per_s}")
+        """Raises ConfigError naming the first bad setting as `<SECTION>.<field>`."""
+        section = self.SECTION
+        require(self.requests_per_round >= 1, f"{section}.requests_per_round", "must be >= 1")
+        require(self.concurrency >= 1, f"{section}.concurrency", "must be >= 1")
+        require(self.rate_per_s >= 0.0, f"{section}.rate_per_s", "must be >= 0 (0 = unlimited)")
         return self
 
 
@@ -63,7 +73,7 @@ def run_round(
     predict_route: str = "/predict",
     reward_route: str = "/reward",
 ) -> RoundReport:
-    """Sends `config.num_requests` single-user predictions and reports rewards."""
+    """Sends `config.requests_per_round` single-user predictions and reports rewards."""
     return asyncio.run(_run_round(server_url, bandit, config.validate(), predict_route, reward_route))
 
 
@@ -75,7 +85,7 @@ async def _run_round(
     reward_route: str,
 ) -> RoundReport:
     rng = np.random.default_rng(config.seed)
-    users = rng.integers(0, bandit.num_users, size=config.num_requests)
+    users = rng.integers(0, bandit.num_users, size=config.requests_per_round)
     queue: asyncio.Queue = asyncio.Queue()
     started = time.perf_counter()
     for index, user in enumerate(users):

@@ -12,25 +12,30 @@ import fcntl
 import json
 import pathlib
 import time
-from typing import Callable, Optional, Tuple
+from typing import Callable, ClassVar, Optional, Tuple
+
+from bandit_core.errors import require
 
 
 @dataclasses.dataclass(frozen=True)
 class TriggerConfig:
-    """Retrain every `interval_s` seconds (0: never by time) or at `min_new_events`."""
+    """Retrain every `interval_s` seconds or at `min_new_events`; 0 turns either rule off."""
+
+    # Names the settings in errors; a section that includes these fields overrides it.
+    SECTION: ClassVar[str] = "trigger"
 
     interval_s: float = 0.0
-    min_new_events: int = 1000
+    min_new_events: int = 500
 
     def validate(self) -> "TriggerConfig":
-        if self.interval_s < 0:
-            raise ValueError(f"trigger interval_s must be >= 0 (0 disables it), got {self.interval_s}")
-        if self.min_new_events < 0:
-            raise ValueError(
-                f"trigger min_new_events must be >= 0 (0 disables it), got {self.min_new_events}"
-            )
-        if self.interval_s == 0 and self.min_new_events == 0:
-            raise ValueError("trigger needs interval_s > 0 or min_new_events > 0, or it never fires")
+        """Raises ConfigError naming the first bad setting as `<SECTION>.<field>`."""
+        require(self.min_new_events >= 0, f"{self.SECTION}.min_new_events", "must be >= 0")
+        require(self.interval_s >= 0.0, f"{self.SECTION}.interval_s", "must be >= 0")
+        require(
+            self.min_new_events > 0 or self.interval_s > 0,
+            f"{self.SECTION}.min_new_events/interval_s",
+            "at least one must be > 0 or retraining never triggers",
+        )
         return self
 
 

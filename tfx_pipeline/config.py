@@ -18,6 +18,10 @@ from typing import Any, Mapping, Optional
 
 from bandit_core.bigquery.settings import BigQueryConfig
 from bandit_core.errors import ConfigError, require as _require
+from custom_components.bandit_trainer.settings import TrainerSettings
+from custom_components.policy_evaluator.settings import EvaluatorSettings
+from serving.settings import ServingSettings
+from tfx_pipeline.demo_loop.settings import LoopConfig
 from tfx_pipeline.vertex.config import VertexConfig
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parent.parent
@@ -95,132 +99,6 @@ class ValidationConfig:
 
 
 @dataclasses.dataclass(frozen=True)
-class TrainerConfig:
-    """The TF-Agents agent and its hyper-parameters; an agent ignores settings it does not use."""
-
-    agent: str = "LinUCB"
-    alpha: float = 1.0
-    tikhonov_weight: float = 1.0
-    epsilon: float = 0.05
-    hidden_layers: str = "64,64"
-    encoding_dim: int = 32
-    learning_rate: float = 0.005
-    batch_size: int = 4096
-    epochs: int = 30
-    seed: int = 0
-
-    def validate(self) -> None:
-        agents = ("LinUCB", "LinTS", "NeuralEpsilonGreedy", "NeuralLinUCB")
-        _require(
-            self.agent in agents,
-            "trainer.agent",
-            f"{self.agent!r} is not supported; choose one of {', '.join(agents)}",
-        )
-        _require(self.alpha >= 0.0, "trainer.alpha", "must be >= 0")
-        _require(self.tikhonov_weight > 0.0, "trainer.tikhonov_weight", "must be > 0")
-        _require(0.0 <= self.epsilon <= 1.0, "trainer.epsilon", "must be in [0, 1]")
-        _require(
-            all(p.strip().isdigit() and int(p) >= 1 for p in self.hidden_layers.split(",")),
-            "trainer.hidden_layers",
-            'must be comma-separated positive integers, e.g. "64,64"',
-        )
-        _require(self.encoding_dim >= 1, "trainer.encoding_dim", "must be >= 1")
-        _require(self.learning_rate > 0.0, "trainer.learning_rate", "must be > 0")
-        _require(self.batch_size >= 1, "trainer.batch_size", "must be >= 1")
-        _require(self.epochs >= 1, "trainer.epochs", "must be >= 1")
-        _require(self.seed >= 0, "trainer.seed", "must be >= 0")
-
-
-@dataclasses.dataclass(frozen=True)
-class EvaluatorConfig:
-    """How PolicyEvaluator estimates policy values and when it blesses a policy."""
-
-    blessing_estimator: str = "dr"
-    blessing_comparison: str = "lower_bound"
-    min_improvement: float = 0.0
-    bootstrap_samples: int = 1000
-    confidence: float = 0.95
-    seed: int = 0
-    reward_model_folds: int = 5
-    ridge: float = 1.0
-    policy_samples: int = 64
-    use_simulator: bool = True
-
-    def validate(self) -> None:
-        _require(
-            self.blessing_estimator in ("ips", "snips", "dm", "dr"),
-            "evaluator.blessing_estimator",
-            "must be one of ips, snips, dm, dr",
-        )
-        _require(
-            self.blessing_comparison in ("lower_bound", "point_estimate"),
-            "evaluator.blessing_comparison",
-            "must be lower_bound or point_estimate",
-        )
-        _require(
-            math.isfinite(self.min_improvement) and self.min_improvement >= 0.0,
-            "evaluator.min_improvement",
-            "must be finite and >= 0",
-        )
-        _require(self.bootstrap_samples >= 1, "evaluator.bootstrap_samples", "must be >= 1")
-        _require(0.0 < self.confidence < 1.0, "evaluator.confidence", "must be in (0, 1)")
-        _require(self.seed >= 0, "evaluator.seed", "must be >= 0")
-        _require(self.reward_model_folds >= 2, "evaluator.reward_model_folds", "must be >= 2")
-        _require(self.ridge > 0.0, "evaluator.ridge", "must be > 0")
-        _require(self.policy_samples >= 1, "evaluator.policy_samples", "must be >= 1")
-
-
-@dataclasses.dataclass(frozen=True)
-class ServingConfig:
-    """The prediction server as the local demo starts it."""
-
-    host: str = "127.0.0.1"
-    port: int = 0
-    exploration: str = "epsilon_greedy"
-    epsilon: float = 0.1
-    temperature: float = 1.0
-    max_instances: int = 1000
-
-    def validate(self) -> None:
-        _require(0 <= self.port <= 65535, "serving.port", "must be 0 (any free port) .. 65535")
-        _require(
-            self.exploration in ("epsilon_greedy", "boltzmann"),
-            "serving.exploration",
-            f"{self.exploration!r} is not one of epsilon_greedy, boltzmann",
-        )
-        _require(0.0 <= self.epsilon <= 1.0, "serving.epsilon", "must be in [0, 1]")
-        _require(self.temperature > 0.0, "serving.temperature", "must be > 0")
-        _require(self.max_instances >= 1, "serving.max_instances", "must be >= 1")
-
-
-@dataclasses.dataclass(frozen=True)
-class LoopConfig:
-    """The closed feedback loop of the demo: rounds of serve, log, retrain, reload."""
-
-    rounds: int = 4
-    initial_events: int = 500
-    requests_per_round: int = 1000
-    concurrency: int = 8
-    min_new_events: int = 500
-    interval_s: float = 0.0
-    reload_timeout_s: float = 120.0
-
-    def validate(self) -> None:
-        _require(self.rounds >= 1, "loop.rounds", "must be >= 1")
-        _require(self.initial_events >= 1, "loop.initial_events", "must be >= 1")
-        _require(self.requests_per_round >= 1, "loop.requests_per_round", "must be >= 1")
-        _require(self.concurrency >= 1, "loop.concurrency", "must be >= 1")
-        _require(self.min_new_events >= 0, "loop.min_new_events", "must be >= 0")
-        _require(self.interval_s >= 0.0, "loop.interval_s", "must be >= 0")
-        _require(
-            self.min_new_events > 0 or self.interval_s > 0,
-            "loop.min_new_events/interval_s",
-            "at least one must be > 0 or retraining never triggers",
-        )
-        _require(self.reload_timeout_s > 0.0, "loop.reload_timeout_s", "must be > 0")
-
-
-@dataclasses.dataclass(frozen=True)
 class LocalRunConfig:
     """Where a local run keeps its pipeline root, metadata and pushed policies."""
 
@@ -264,9 +142,9 @@ class PipelineConfig:
     generator: GeneratorConfig = dataclasses.field(default_factory=GeneratorConfig)
     ingestion: IngestionConfig = dataclasses.field(default_factory=IngestionConfig)
     validation: ValidationConfig = dataclasses.field(default_factory=ValidationConfig)
-    trainer: TrainerConfig = dataclasses.field(default_factory=TrainerConfig)
-    evaluator: EvaluatorConfig = dataclasses.field(default_factory=EvaluatorConfig)
-    serving: ServingConfig = dataclasses.field(default_factory=ServingConfig)
+    trainer: TrainerSettings = dataclasses.field(default_factory=TrainerSettings)
+    evaluator: EvaluatorSettings = dataclasses.field(default_factory=EvaluatorSettings)
+    serving: ServingSettings = dataclasses.field(default_factory=ServingSettings)
     loop: LoopConfig = dataclasses.field(default_factory=LoopConfig)
     local: LocalRunConfig = dataclasses.field(default_factory=LocalRunConfig)
     vertex: VertexConfig = dataclasses.field(default_factory=VertexConfig)

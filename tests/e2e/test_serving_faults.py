@@ -6,6 +6,7 @@ so it can be stopped and brought back.
 """
 
 import asyncio
+import dataclasses
 import time
 from typing import List, Tuple
 
@@ -14,11 +15,12 @@ from google.api_core import exceptions
 import numpy as np
 import pytest
 
-from helpers.policy_factory import save_linucb_policy
+from tests.helpers.policy_factory import save_linucb_policy
 from bandit_core.bigquery import clients
+from serving.__main__ import settings_from_env
 from tfx_pipeline.local.emulator import BigQueryEmulator
 from tfx_pipeline.config import PipelineConfig
-from tfx_pipeline.demo_loop.serving_process import ServingProcess
+from tfx_pipeline.demo_loop.serving_process import ServingProcess, serving_environment
 
 pytestmark = pytest.mark.e2e
 
@@ -74,6 +76,14 @@ def _wait_for(condition, timeout_s: float = 90.0) -> None:
             return
         time.sleep(0.5)
     raise AssertionError("condition not met in time")
+
+
+def test_the_server_process_gets_every_serving_setting_of_the_config(config):
+    config = config.replace(
+        serving={"exploration": "boltzmann", "temperature": 0.5, "predict_route": "/v1/predict"}
+    )
+    env = serving_environment(config, clients.BigQueryEndpoints(project="p"), port=9000)
+    assert settings_from_env(env).serving == dataclasses.replace(config.serving, port=9000)
 
 
 def test_an_emulator_outage_neither_slows_predictions_nor_loses_records(emulator, config):

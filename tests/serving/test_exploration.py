@@ -4,12 +4,13 @@ import numpy as np
 import pytest
 
 from serving.exploration import (
-    ExplorationConfig,
     action_probabilities,
     boltzmann,
     epsilon_greedy,
+    policy_id_suffix,
     sample_actions,
 )
+from serving.settings import ServingSettings
 
 
 def test_epsilon_greedy_puts_the_rest_on_the_argmax():
@@ -35,18 +36,18 @@ def test_boltzmann_is_a_stable_softmax():
 
 
 @pytest.mark.parametrize(
-    "config",
+    "settings",
     [
-        ExplorationConfig("epsilon_greedy", epsilon=0.1),
-        ExplorationConfig("epsilon_greedy", epsilon=0.0),
-        ExplorationConfig("boltzmann", temperature=0.5),
-        ExplorationConfig("boltzmann", temperature=1e-4),
+        ServingSettings(exploration="epsilon_greedy", epsilon=0.1),
+        ServingSettings(exploration="epsilon_greedy", epsilon=0.0),
+        ServingSettings(exploration="boltzmann", temperature=0.5),
+        ServingSettings(exploration="boltzmann", temperature=1e-4),
     ],
 )
-def test_probabilities_sum_to_one_and_propensities_are_exact(config):
+def test_probabilities_sum_to_one_and_propensities_are_exact(settings):
     rng = np.random.default_rng(1)
     scores = rng.normal(size=(2000, 100)) * 3
-    probabilities = action_probabilities(config, scores)
+    probabilities = action_probabilities(settings, scores)
     assert probabilities.shape == scores.shape
     assert (probabilities >= 0).all()
     np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, rtol=0, atol=1e-12)
@@ -97,24 +98,9 @@ def test_scores_must_be_a_matrix():
         epsilon_greedy(np.zeros(4), 0.1)
 
 
-@pytest.mark.parametrize(
-    "kwargs, field",
-    [
-        (dict(strategy="thompson"), "strategy"),
-        (dict(epsilon=-0.1), "epsilon"),
-        (dict(epsilon=1.5), "epsilon"),
-        (dict(strategy="boltzmann", temperature=0.0), "temperature"),
-        (dict(strategy="boltzmann", temperature=float("inf")), "temperature"),
-    ],
-)
-def test_config_validation_names_the_field(kwargs, field):
-    with pytest.raises(ValueError, match=field):
-        ExplorationConfig(**kwargs)
-
-
 def test_policy_id_suffix_names_strategy_and_parameter():
-    assert ExplorationConfig().policy_id_suffix == "epsilon_greedy(epsilon=0.1)"
+    assert policy_id_suffix(ServingSettings()) == "epsilon_greedy(epsilon=0.1)"
     assert (
-        ExplorationConfig("boltzmann", temperature=0.5).policy_id_suffix
+        policy_id_suffix(ServingSettings(exploration="boltzmann", temperature=0.5))
         == "boltzmann(temperature=0.5)"
     )

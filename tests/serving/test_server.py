@@ -12,14 +12,14 @@ import aiohttp
 import numpy as np
 import pytest
 
-from helpers.policy_factory import save_linucb_policy
+from tests.helpers.policy_factory import save_linucb_policy
 from serving.__main__ import SettingsError, settings_from_env
 from serving.event_spool import EventSpool, RewardStatus
-from serving.exploration import ExplorationConfig
 from serving.model_registry import ModelRegistry
 from serving.policy_scorer import load_policy_scorer
 from serving.prediction_logger import PredictionLogger
-from serving.server import BanditServer, PredictionBatcher, ServerConfig, start_server
+from serving.server import BanditServer, PredictionBatcher, start_server
+from serving.settings import ServingSettings
 from bandit_core.bigquery.clients import BigQueryEndpoints
 
 DIM, ARMS = 20, 20
@@ -74,15 +74,13 @@ def loaded_registry(storage: Path, poll_interval_s: float = 10.0) -> ModelRegist
 async def serving(
     registry: ModelRegistry,
     logger=None,
-    exploration: Optional[ExplorationConfig] = None,
-    max_instances: int = 1000,
+    **settings,
 ) -> AsyncIterator[aiohttp.ClientSession]:
     """The server on a free port of 127.0.0.1 and a client session pointed at it."""
     server = BanditServer(
         registry,
         logger if logger is not None else RecordingLogger(),
-        exploration or ExplorationConfig(),
-        ServerConfig(host="127.0.0.1", port=0, max_instances=max_instances),
+        ServingSettings(host="127.0.0.1", port=0, **settings),
         rng=np.random.default_rng(0),
     )
     runner = await start_server(server)
@@ -151,7 +149,7 @@ def test_greedy_server_serves_the_policy_action_with_propensity_one(tmp_path, po
     observations = np.random.default_rng(5).normal(size=(50, DIM))
 
     async def scenario():
-        async with serving(registry, exploration=ExplorationConfig(epsilon=0.0)) as session:
+        async with serving(registry, epsilon=0.0) as session:
             return await post(
                 session,
                 "/predict",
@@ -425,14 +423,19 @@ def test_settings_come_from_vertex_and_mlbandits_variables():
             "MLBANDITS_SHIP_LOGS": "false",
         }
     )
-    assert (settings.server.host, settings.server.port) == ("0.0.0.0", 9000)
-    assert (settings.server.predict_route, settings.server.health_route) == (
-        "/v1/predict",
-        "/health",
+    assert settings.serving == ServingSettings(
+        host="0.0.0.0",
+        port=9000,
+        exploration="boltzmann",
+        temperature=0.5,
+        predict_route="/v1/predict",
     )
-    assert settings.exploration == ExplorationConfig("boltzmann", temperature=0.5)
     assert settings.endpoints.rest_endpoint == "http://127.0.0.1:9050" and not settings.ship_logs
     assert (settings.dataset, settings.predictions_table) == ("mlbandits", "predictions")
+
+
+def test_the_container_listens_on_vertex_ais_port_by_default():
+    assert settings_from_env({"AIP_STORAGE_URI": "/models"}).serving.port == 8080
 
 
 @pytest.mark.parametrize(
@@ -440,7 +443,7 @@ def test_settings_come_from_vertex_and_mlbandits_variables():
     [
         ({}, "AIP_STORAGE_URI"),
         ({"AIP_HTTP_PORT": "http"}, "AIP_HTTP_PORT"),
-        ({"MLBANDITS_EPSILON": "2"}, "epsilon"),
+        ({"MLBANDITS_EPSILON": "2"}, "MLBANDITS_EPSILON"),
         ({"MLBANDITS_SHIP_LOGS": "maybe"}, "MLBANDITS_SHIP_LOGS"),
         ({"MLBANDITS_SCORER": "gpu"}, "MLBANDITS_SCORER"),
         (

@@ -5,6 +5,7 @@ import threading
 
 import pytest
 
+from bandit_core.errors import ConfigError
 from simulation.trigger import RetrainingTrigger, TriggerConfig, should_retrain
 
 
@@ -28,14 +29,19 @@ def test_rule_fires_on_schedule_and_on_first_check():
 @pytest.mark.parametrize(
     "config, message",
     [
-        (TriggerConfig(interval_s=-1), "interval_s"),
-        (TriggerConfig(min_new_events=-5), "min_new_events"),
-        (TriggerConfig(interval_s=0, min_new_events=0), "never fires"),
+        (TriggerConfig(interval_s=-1), "trigger.interval_s: must be >= 0"),
+        (TriggerConfig(min_new_events=-5), "trigger.min_new_events: must be >= 0"),
+        (
+            TriggerConfig(interval_s=0, min_new_events=0),
+            "trigger.min_new_events/interval_s: "
+            "at least one must be > 0 or retraining never triggers",
+        ),
     ],
 )
 def test_bad_config_is_rejected(config, message):
-    with pytest.raises(ValueError, match=message):
+    with pytest.raises(ConfigError) as error:
         config.validate()
+    assert str(error.value) == f"invalid setting {message}"
 
 
 def test_trigger_runs_once_then_counts_from_the_last_run(tmp_path):

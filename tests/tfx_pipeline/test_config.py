@@ -121,6 +121,23 @@ def test_wrong_type_names_the_setting(tmp_path, content, setting):
         ({"trainer": {"agent": "DQN"}}, "trainer.agent"),
         ({"trainer": {"alpha": -0.5}}, "trainer.alpha"),
         ({"trainer": {"tikhonov_weight": 0}}, "trainer.tikhonov_weight"),
+        ({"trainer": {"epsilon": 1.5}}, "trainer.epsilon"),
+        ({"trainer": {"hidden_layers": "64,,32"}}, "trainer.hidden_layers"),
+        ({"trainer": {"hidden_layers": "²"}}, "trainer.hidden_layers"),
+        ({"trainer": {"encoding_dim": 0}}, "trainer.encoding_dim"),
+        ({"trainer": {"learning_rate": 0}}, "trainer.learning_rate"),
+        ({"trainer": {"batch_size": 0}}, "trainer.batch_size"),
+        ({"trainer": {"epochs": 0}}, "trainer.epochs"),
+        ({"trainer": {"seed": -1}}, "trainer.seed"),
+        ({"evaluator": {"blessing_estimator": "mean"}}, "evaluator.blessing_estimator"),
+        ({"evaluator": {"blessing_comparison": "upper"}}, "evaluator.blessing_comparison"),
+        ({"evaluator": {"min_improvement": -0.1}}, "evaluator.min_improvement"),
+        ({"evaluator": {"bootstrap_samples": 0}}, "evaluator.bootstrap_samples"),
+        ({"evaluator": {"confidence": 1}}, "evaluator.confidence"),
+        ({"evaluator": {"seed": -1}}, "evaluator.seed"),
+        ({"evaluator": {"reward_model_folds": 1}}, "evaluator.reward_model_folds"),
+        ({"evaluator": {"ridge": 0}}, "evaluator.ridge"),
+        ({"evaluator": {"policy_samples": 0}}, "evaluator.policy_samples"),
         ({"bigquery": {"scratch_dataset": "mlbandits"}}, "bigquery.scratch_dataset"),
         (
             {"bigquery": {"dataset": "shared", "scratch_dataset": "shared"}},
@@ -156,6 +173,40 @@ def test_out_of_range_value_names_the_setting(tmp_path, content, setting):
     assert f"invalid setting {setting}:" in message
 
 
+def test_trainer_messages_name_the_setting_and_the_choices(tmp_path):
+    assert _load_error(tmp_path, {"trainer": {"agent": "DQN"}}) == (
+        "invalid setting trainer.agent: 'DQN' is not supported; choose one of LinUCB, LinTS, "
+        "NeuralEpsilonGreedy, NeuralLinUCB"
+    )
+    assert _load_error(tmp_path, {"trainer": {"hidden_layers": "²"}}) == (
+        'invalid setting trainer.hidden_layers: must be comma-separated positive integers, '
+        'e.g. "64,64"'
+    )
+    assert "trainer.hidden_layers: [64, 64] is not of type str" in _load_error(
+        tmp_path, {"trainer": {"hidden_layers": [64, 64]}}
+    )
+
+
+def test_trainer_and_evaluator_sections_load_from_json(tmp_path):
+    config = load_config(
+        _write(
+            tmp_path,
+            {
+                "trainer": {"agent": "NeuralLinUCB", "hidden_layers": "32, 16", "epochs": 3},
+                "evaluator": {"blessing_comparison": "point_estimate", "use_simulator": False},
+            },
+        )
+    )
+    assert config.trainer.layer_sizes == (32, 16)
+    assert config.trainer.hidden_layers == "32, 16"
+    assert config.trainer.epochs == 3
+    assert config.evaluator.blessing_rule.comparison == "point_estimate"
+    assert config.evaluator.use_simulator is False
+    assert "invalid setting evaluator.use_simulator" in _load_error(
+        tmp_path, {"evaluator": {"use_simulator": 1}}
+    )
+
+
 def test_non_finite_floats_from_json_are_rejected(tmp_path):
     # Python's json module accepts the NaN / Infinity literals.
     assert "validation.reward_min/reward_max" in _load_error(
@@ -185,6 +236,40 @@ def test_boundary_values_are_accepted(tmp_path):
     assert config.movielens.num_actions == 1682
     assert config.serving.epsilon == 0.0
     assert config.loop.interval_s == 0.5
+
+
+def test_serving_and_loop_sections_keep_their_keys_and_defaults():
+    config = PipelineConfig()
+    serving = {
+        "host": "127.0.0.1", "port": 0, "exploration": "epsilon_greedy", "epsilon": 0.1,
+        "temperature": 1.0, "max_instances": 1000,
+    }
+    loop = {
+        "rounds": 4, "initial_events": 500, "requests_per_round": 1000, "concurrency": 8,
+        "min_new_events": 500, "interval_s": 0.0, "reload_timeout_s": 120.0,
+    }
+    assert serving.items() <= dataclasses.asdict(config.serving).items()
+    assert loop.items() <= dataclasses.asdict(config.loop).items()
+
+
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        (
+            {"loop": {"requests_per_round": 0}},
+            "invalid setting loop.requests_per_round: must be >= 1",
+        ),
+        (
+            {"loop": {"min_new_events": 0}},
+            "invalid setting loop.min_new_events/interval_s: "
+            "at least one must be > 0 or retraining never triggers",
+        ),
+        ({"serving": {"epsilon": 2}}, "invalid setting serving.epsilon: must be in [0, 1]"),
+        ('{"serving": {"temperature": Infinity}}', "invalid setting serving.temperature: "),
+    ],
+)
+def test_serving_and_loop_messages_name_the_section(tmp_path, content, message):
+    assert _load_error(tmp_path, content).startswith(message)
 
 
 @pytest.mark.parametrize("value", [1e-9, 0.5, 1.0])

@@ -13,8 +13,8 @@ from absl import logging
 
 from simulation import movielens_environment
 from simulation.bandit_loader import load_movielens_bandit
-from simulation.simulator import SimulatorConfig, run_round
-from simulation.trigger import RetrainingTrigger, TriggerConfig, TriggerDecision
+from simulation.simulator import run_round
+from simulation.trigger import RetrainingTrigger, TriggerDecision
 from tfx_pipeline import pipeline
 from tfx_pipeline.local import runner as local_runner
 from tfx_pipeline.reports import run_summary
@@ -68,7 +68,7 @@ def run_feedback_loop(
     results: List[RoundResult] = []
     with ServingProcess(config, endpoints) as server:
         trigger = RetrainingTrigger(
-            TriggerConfig(interval_s=loop.interval_s, min_new_events=loop.min_new_events),
+            loop,
             config.local.trigger_dir,
             count_new_events=lambda since: serving_logs.count_rewarded_events(
                 client, rewards_table, since
@@ -80,11 +80,9 @@ def run_feedback_loop(
             report = run_round(
                 server.url,
                 bandit,
-                SimulatorConfig(
-                    num_requests=loop.requests_per_round,
-                    concurrency=loop.concurrency,
-                    seed=round_index,
-                ),
+                dataclasses.replace(loop, seed=loop.seed + round_index),
+                config.serving.predict_route,
+                config.serving.reward_route,
             )
             if report.errors:
                 raise RuntimeError(

@@ -5,6 +5,7 @@ MLBANDITS_* environment variables, so the demo exercises the container's
 entry point rather than an in-process shortcut.
 """
 
+import dataclasses
 import json
 import os
 import pathlib
@@ -33,16 +34,11 @@ class ServingProcessError(RuntimeError):
 
 def serving_environment(config: PipelineConfig, endpoints: BigQueryEndpoints, port: int) -> Dict[str, str]:
     """The environment variables of the serving container, for this config."""
-    serving, bq = config.serving, config.bigquery
+    bq = config.bigquery
     env = {
+        **dataclasses.replace(config.serving, port=port).environment(),
         "AIP_STORAGE_URI": str(config.local.serving_model_dir),
-        "AIP_HTTP_PORT": str(port),
-        "MLBANDITS_HOST": serving.host,
-        "MLBANDITS_MAX_INSTANCES": str(serving.max_instances),
         "MLBANDITS_MODEL_POLL_S": str(_MODEL_POLL_S),
-        "MLBANDITS_EXPLORATION": serving.exploration,
-        "MLBANDITS_EPSILON": str(serving.epsilon),
-        "MLBANDITS_TEMPERATURE": str(serving.temperature),
         "MLBANDITS_SPOOL_PATH": str(config.local.spool_path),
         "MLBANDITS_SCORER": "numpy" if config.trainer.agent == "LinUCB" else "savedmodel",
         "MLBANDITS_BQ_PROJECT": endpoints.project,
@@ -109,7 +105,8 @@ class ServingProcess:
     def model_version(self) -> Optional[str]:
         """The version the health route reports, or None while no policy is loaded."""
         try:
-            with _NO_PROXY.open(f"{self.url}/health", timeout=5) as response:
+            health = f"{self.url}{self._config.serving.health_route}"
+            with _NO_PROXY.open(health, timeout=5) as response:
                 return json.load(response).get("model_version")
         except (urllib.error.URLError, ConnectionError, TimeoutError):
             return None
