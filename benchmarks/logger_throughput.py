@@ -14,11 +14,11 @@ import time
 from pathlib import Path
 from typing import Optional
 
+from bandit_core.bigquery.clients import BigQueryEndpoints, make_bigquery_client
+from bandit_core.bigquery.tables import PREDICTIONS_SCHEMA, ensure_table
 from serving.event_spool import EventSpool
 from serving.prediction_logger import PredictionLogger
-from bandit_core.bigquery.clients import BigQueryEndpoints, make_bigquery_client
 from tfx_pipeline.local.emulator import BigQueryEmulator
-from bandit_core.bigquery.tables import PREDICTIONS_SCHEMA, ensure_table
 
 DATASET = "bench"
 OBSERVATION_SIZE = 20

@@ -284,12 +284,12 @@ def make_policy(policy_dir: Path, num_actions: int, seed: int = 0) -> None:
     """A LinUCB policy exported as BanditTrainer exports one, fitted to synthetic logs."""
     from tf_agents.policies import policy_saver
 
-    from custom_components.bandit_trainer.agents import linucb_agent_from_statistics
     from bandit_core.linear_statistics import arm_statistics
     from bandit_core.policy_metadata import (
         PolicyMetadata,
         write_policy_metadata,
     )
+    from custom_components.bandit_trainer.agents import linucb_agent_from_statistics
 
     rng = np.random.default_rng(seed)
     rows = 200 * num_actions

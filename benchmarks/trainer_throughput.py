@@ -23,10 +23,10 @@ import tensorflow as tf
 from tf_agents.bandits.agents import lin_ucb_agent, linear_bandit_agent
 from tf_agents.trajectories import time_step as ts
 
-from custom_components.bandit_trainer import agents, training
-from custom_components.bandit_trainer.settings import TrainerSettings
 from bandit_core.linear_statistics import arm_statistics
+from custom_components.bandit_trainer import agents, training
 from custom_components.bandit_trainer.neural_training import bandit_trajectory
+from custom_components.bandit_trainer.settings import TrainerSettings
 
 ALPHA = TIKHONOV = 1.0
 

@@ -12,9 +12,9 @@ import tempfile
 import time
 
 from tfx_pipeline import pipeline
+from tfx_pipeline.config import PipelineConfig
 from tfx_pipeline.local import runner as local_runner
 from tfx_pipeline.reports import run_summary
-from tfx_pipeline.config import PipelineConfig
 
 
 def component_seconds(config: PipelineConfig) -> dict:

@@ -46,15 +46,15 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 import numpy as np  # noqa: E402
 from aiohttp import web  # noqa: E402
 
+from bandit_core.bigquery.clients import BigQueryEndpoints  # noqa: E402
+from bandit_core.bigquery.settings import BigQueryConfig  # noqa: E402
+from bandit_core.errors import ConfigError  # noqa: E402
 from serving.event_spool import EventSpool  # noqa: E402
 from serving.model_registry import ModelRegistry  # noqa: E402
 from serving.policy_scorer import SavedModelScorer, load_policy_scorer  # noqa: E402
 from serving.prediction_logger import PredictionLogger  # noqa: E402
 from serving.server import BanditServer  # noqa: E402
 from serving.settings import ServingSettings  # noqa: E402
-from bandit_core.bigquery.clients import BigQueryEndpoints  # noqa: E402
-from bandit_core.bigquery.settings import BigQueryConfig  # noqa: E402
-from bandit_core.errors import ConfigError  # noqa: E402
 
 _LOG = logging.getLogger("serving")
 SCORERS: Mapping[str, Callable[[str], object]] = {

@@ -30,9 +30,9 @@ from typing import IO, Any, Optional, Sequence
 import requests
 from google.cloud import bigquery
 
-from serving.event_spool import PREDICTIONS, REWARDS, EventSpool, OutboxRecord, RewardStatus
 from bandit_core.bigquery.clients import BigQueryEndpoints, make_bigquery_client
 from bandit_core.bigquery.tables import PREDICTIONS_SCHEMA, REWARDS_SCHEMA, ensure_table
+from serving.event_spool import PREDICTIONS, REWARDS, EventSpool, OutboxRecord, RewardStatus
 
 _LOG = logging.getLogger(__name__)
 _SCHEMAS = {PREDICTIONS: PREDICTIONS_SCHEMA, REWARDS: REWARDS_SCHEMA}

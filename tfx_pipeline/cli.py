@@ -117,11 +117,10 @@ def load_cli_config(args: argparse.Namespace) -> config_lib.PipelineConfig:
 
 def run_pipeline_command(config: config_lib.PipelineConfig, retraining: bool) -> int:
     """Runs one DAG and prints what it produced."""
+    from simulation.bandit_loader import load_movielens_bandit
     from tfx_pipeline import pipeline
     from tfx_pipeline.local import runner as local_runner
-    from tfx_pipeline.reports import policy_report
-    from tfx_pipeline.reports import run_summary
-    from simulation.bandit_loader import load_movielens_bandit
+    from tfx_pipeline.reports import policy_report, run_summary
 
     started = time.perf_counter()
     failure: Optional[BaseException] = None

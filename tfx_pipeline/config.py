@@ -17,7 +17,8 @@ import typing
 from typing import Any, Mapping, Optional
 
 from bandit_core.bigquery.settings import BigQueryConfig
-from bandit_core.errors import ConfigError, require as _require
+from bandit_core.errors import ConfigError
+from bandit_core.errors import require as _require
 from custom_components.bandit_trainer.settings import TrainerSettings
 from custom_components.policy_evaluator.settings import EvaluatorSettings
 from serving.settings import ServingSettings

@@ -11,17 +11,20 @@ from typing import Any, Dict, List, Optional
 from ml_metadata.proto import metadata_store_pb2
 from tfx import v1 as tfx
 
+from bandit_core.bigquery.clients import BigQueryEndpoints
 from custom_components.bandit_schema_gen.component import BanditSchemaGen
 from custom_components.bandit_trainer.component import BanditTrainer
 from custom_components.bandit_trainer.vertex_job import VertexJobBanditTrainer
 from custom_components.bigquery_ingester.component import bigquery_example_gen
+from custom_components.bigquery_ingester.queries import (
+    build_examples_query,
+    build_serving_logs_query,
+)
 from custom_components.movielens_generator.component import MovieLensGenerator
 from custom_components.policy_evaluator.component import (
     PolicyEvaluator,
     latest_blessed_model_resolver,
 )
-from bandit_core.bigquery.clients import BigQueryEndpoints
-from custom_components.bigquery_ingester.queries import build_examples_query, build_serving_logs_query
 from tfx_pipeline import deploy
 from tfx_pipeline.config import PipelineConfig
 

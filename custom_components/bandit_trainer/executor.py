@@ -13,9 +13,9 @@ from tfx.dsl.components.base import base_executor
 from tfx.types import artifact_utils
 from tfx.utils import path_utils
 
+from bandit_core import logged_examples
 from custom_components.bandit_trainer import anomalies_gate, training
 from custom_components.bandit_trainer.settings import TrainerSettings
-from bandit_core import logged_examples
 
 METRICS_FILE = "metrics.json"
 

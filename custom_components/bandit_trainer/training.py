@@ -13,10 +13,10 @@ import tensorflow as tf
 from tf_agents.policies import policy_saver, tf_policy
 
 from bandit_core import agent_names, linear_policy
-from custom_components.bandit_trainer import agents, neural_training
-from custom_components.bandit_trainer.settings import TrainerSettings
 from bandit_core.linear_statistics import arm_statistics
 from bandit_core.policy_metadata import PolicyMetadata, write_policy_metadata
+from custom_components.bandit_trainer import agents, neural_training
+from custom_components.bandit_trainer.settings import TrainerSettings
 
 # NeuralLinUCB's ridge is fixed inside TF-Agents.
 _NEURAL_LINUCB_RIDGE = 1.0

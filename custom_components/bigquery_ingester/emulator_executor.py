@@ -13,8 +13,8 @@ import tensorflow as tf
 from tfx.components.example_gen import base_example_gen_executor
 from tfx.extensions.google_cloud_big_query import utils
 
-from custom_components.bigquery_ingester import table_reader
 from bandit_core.bigquery import clients
+from custom_components.bigquery_ingester import table_reader
 
 
 def emulator_custom_config(

@@ -8,10 +8,9 @@ from tfx import types
 from tfx.dsl.components.base import base_executor
 from tfx.types import artifact_utils
 
+from bandit_core.bigquery import clients, tables
 from custom_components.movielens_generator import logged_data
 from simulation.bandit_loader import load_movielens_bandit
-from bandit_core.bigquery import clients
-from bandit_core.bigquery import tables
 
 
 class Executor(base_executor.BaseExecutor):

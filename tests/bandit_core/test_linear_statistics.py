@@ -13,12 +13,12 @@ from tf_agents.policies import utils as policy_utilities
 from tf_agents.trajectories import policy_step
 from tf_agents.trajectories import time_step as ts
 
-from custom_components.bandit_trainer import agents
 from bandit_core.linear_statistics import (
     LinearArmStatistics,
     arm_statistics,
     zero_statistics,
 )
+from custom_components.bandit_trainer import agents
 
 
 def _naive_statistics(x, a, r, k):

@@ -110,12 +110,12 @@ def policy_dir(tmp_path_factory) -> Path:
     """A LinUCB policy exported the way BanditTrainer exports one."""
     from tf_agents.policies import policy_saver
 
-    from custom_components.bandit_trainer.agents import linucb_agent_from_statistics
     from bandit_core.linear_statistics import arm_statistics
     from bandit_core.policy_metadata import (
         PolicyMetadata,
         write_policy_metadata,
     )
+    from custom_components.bandit_trainer.agents import linucb_agent_from_statistics
 
     rng = np.random.default_rng(0)
     observations = rng.normal(size=(500, DIM))

@@ -4,11 +4,11 @@ import json
 
 import pytest
 
-from simulation.movielens_data import default_data_dir
-from tfx_pipeline.demo_loop import feedback_loop
 from bandit_core.bigquery import clients
-from tfx_pipeline.local.emulator import BigQueryEmulator
+from simulation.movielens_data import default_data_dir
 from tfx_pipeline.config import PipelineConfig
+from tfx_pipeline.demo_loop import feedback_loop
+from tfx_pipeline.local.emulator import BigQueryEmulator
 
 pytestmark = [
     pytest.mark.e2e,

@@ -11,16 +11,16 @@ import time
 from typing import List, Tuple
 
 import aiohttp
-from google.api_core import exceptions
 import numpy as np
 import pytest
+from google.api_core import exceptions
 
-from tests.helpers.policy_factory import save_linucb_policy
 from bandit_core.bigquery import clients
 from serving.__main__ import settings_from_env
-from tfx_pipeline.local.emulator import BigQueryEmulator
+from tests.helpers.policy_factory import save_linucb_policy
 from tfx_pipeline.config import PipelineConfig
 from tfx_pipeline.demo_loop.serving_process import ServingProcess, serving_environment
+from tfx_pipeline.local.emulator import BigQueryEmulator
 
 pytestmark = pytest.mark.e2e
 

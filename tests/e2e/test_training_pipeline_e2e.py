@@ -9,19 +9,18 @@ import tensorflow as tf
 from google.cloud import bigquery
 from ml_metadata.proto import metadata_store_pb2
 
+from bandit_core import columns
+from bandit_core.bigquery import clients, tables
+from bandit_core.saved_policy import load_saved_policy, policy_actions
 from custom_components.bandit_trainer.anomalies_gate import AnomaliesFoundError
 from custom_components.movielens_generator import logged_data
-from bandit_core.saved_policy import load_saved_policy, policy_actions
 from simulation.bandit_loader import load_movielens_bandit
 from simulation.movielens_data import default_data_dir
 from tfx_pipeline import pipeline
-from bandit_core import columns
-from tfx_pipeline.local import runner as local_runner
-from tfx_pipeline.reports import run_summary
-from bandit_core.bigquery import clients
-from bandit_core.bigquery import tables
-from tfx_pipeline.local.emulator import BigQueryEmulator
 from tfx_pipeline.config import PipelineConfig
+from tfx_pipeline.local import runner as local_runner
+from tfx_pipeline.local.emulator import BigQueryEmulator
+from tfx_pipeline.reports import run_summary
 
 pytestmark = [
     pytest.mark.e2e,

@@ -5,9 +5,9 @@ from pathlib import Path
 import numpy as np
 from tf_agents.policies import policy_saver
 
-from custom_components.bandit_trainer.agents import linucb_agent_from_statistics
 from bandit_core.linear_statistics import arm_statistics
 from bandit_core.policy_metadata import PolicyMetadata, write_policy_metadata
+from custom_components.bandit_trainer.agents import linucb_agent_from_statistics
 
 
 def save_linucb_policy(policy_dir: Path, seed: int, dim: int = 20, arms: int = 20) -> Path:

@@ -14,19 +14,19 @@ from tf_agents.policies import utils as policy_utilities
 from tf_agents.trajectories import policy_step
 from tf_agents.trajectories import time_step as ts
 
-from custom_components.bandit_trainer.agents import bandit_specs
 from bandit_core.policy_metadata import (
     POLICY_METADATA_FILE,
     PolicyMetadata,
     read_policy_metadata,
     write_policy_metadata,
 )
+from bandit_core.saved_policy import load_saved_policy, policy_actions, read_model_variables
+from custom_components.bandit_trainer.agents import bandit_specs
 from serving.policy_scorer import (
     SavedModelScorer,
     linucb_scorer,
     load_policy_scorer,
 )
-from bandit_core.saved_policy import load_saved_policy, policy_actions, read_model_variables
 
 OBSERVATION_DIM = 20
 # TF-Agents solves (A + tI) z = x by float32 conjugate gradient, good to about

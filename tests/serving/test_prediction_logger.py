@@ -19,11 +19,11 @@ import pytest
 from google.api_core.exceptions import GoogleAPICallError
 from google.cloud import bigquery
 
+from bandit_core.bigquery.clients import BigQueryEndpoints, make_bigquery_client
+from bandit_core.bigquery.tables import PREDICTIONS_SCHEMA, ensure_table
 from serving.event_spool import DuplicateEventError, EventSpool, RewardStatus
 from serving.prediction_logger import PredictionLogger, ShipperAlreadyRunning
-from bandit_core.bigquery.clients import BigQueryEndpoints, make_bigquery_client
 from tfx_pipeline.local.emulator import BigQueryEmulator
-from bandit_core.bigquery.tables import PREDICTIONS_SCHEMA, ensure_table
 
 REQUEST_TIMEOUT_S = 2.0
 EVENT_TIME = "2024-05-01T12:00:00.000001Z"

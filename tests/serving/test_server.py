@@ -12,7 +12,7 @@ import aiohttp
 import numpy as np
 import pytest
 
-from tests.helpers.policy_factory import save_linucb_policy
+from bandit_core.bigquery.clients import BigQueryEndpoints
 from serving.__main__ import SettingsError, settings_from_env
 from serving.event_spool import EventSpool, RewardStatus
 from serving.model_registry import ModelRegistry
@@ -20,7 +20,7 @@ from serving.policy_scorer import load_policy_scorer
 from serving.prediction_logger import PredictionLogger
 from serving.server import BanditServer, PredictionBatcher, start_server
 from serving.settings import ServingSettings
-from bandit_core.bigquery.clients import BigQueryEndpoints
+from tests.helpers.policy_factory import save_linucb_policy
 
 DIM, ARMS = 20, 20
 

@@ -11,18 +11,18 @@ from typing import Callable, List
 
 from absl import logging
 
+from bandit_core.bigquery import clients
+from bandit_core.bigquery.clients import BigQueryEndpoints
 from simulation import movielens_environment
 from simulation.bandit_loader import load_movielens_bandit
 from simulation.simulator import run_round
 from simulation.trigger import RetrainingTrigger, TriggerDecision
 from tfx_pipeline import pipeline
+from tfx_pipeline.config import PipelineConfig
+from tfx_pipeline.demo_loop import serving_logs
+from tfx_pipeline.demo_loop.serving_process import ServingProcess
 from tfx_pipeline.local import runner as local_runner
 from tfx_pipeline.reports import run_summary
-from bandit_core.bigquery import clients
-from tfx_pipeline.demo_loop import serving_logs
-from bandit_core.bigquery.clients import BigQueryEndpoints
-from tfx_pipeline.config import PipelineConfig
-from tfx_pipeline.demo_loop.serving_process import ServingProcess
 
 
 @dataclasses.dataclass(frozen=True)

@@ -8,7 +8,6 @@ entry point rather than an in-process shortcut.
 import dataclasses
 import json
 import os
-import pathlib
 import signal
 import socket
 import subprocess
@@ -20,9 +19,9 @@ from typing import Dict, Optional
 
 from google.cloud import bigquery
 
-from tfx_pipeline.demo_loop import serving_logs
 from bandit_core.bigquery.clients import BigQueryEndpoints
 from tfx_pipeline.config import PipelineConfig
+from tfx_pipeline.demo_loop import serving_logs
 
 _MODEL_POLL_S = 1.0
 _NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))

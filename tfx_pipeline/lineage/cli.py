@@ -7,6 +7,7 @@ from typing import Callable, Dict
 
 from ml_metadata import metadata_store
 
+from bandit_core.bigquery import clients
 from tfx_pipeline import config as config_lib
 from tfx_pipeline.lineage.graph import LineageGraph
 from tfx_pipeline.lineage.queries import (
@@ -26,7 +27,6 @@ from tfx_pipeline.lineage.rendering import (
     to_tree_text,
 )
 from tfx_pipeline.lineage.store import LineageError, load_connection_config, open_store
-from bandit_core.bigquery import clients
 
 _Store = metadata_store.MetadataStore
 _Config = config_lib.PipelineConfig

@@ -362,8 +362,8 @@ def _query_window(query: str) -> Dict[str, str]:
 
 def _rows_per_split(statistics: metadata_store_pb2.Artifact) -> Dict[str, Any]:
     """Row counts from the statistics files; imported lazily as TFDV takes seconds to load."""
-    from google.protobuf.message import DecodeError
     import tensorflow as tf
+    from google.protobuf.message import DecodeError
 
     from tfx_pipeline.reports import run_summary
 

@@ -10,10 +10,10 @@ from typing import Iterator
 
 from tfx import v1 as tfx
 
-from tfx_pipeline import pipeline
 from bandit_core.bigquery.clients import BigQueryEndpoints
-from tfx_pipeline.local.emulator import BigQueryEmulator
+from tfx_pipeline import pipeline
 from tfx_pipeline.config import PipelineConfig
+from tfx_pipeline.local.emulator import BigQueryEmulator
 
 BEAM_PIPELINE_ARGS = ["--direct_running_mode=in_memory", "--direct_num_workers=1"]
 

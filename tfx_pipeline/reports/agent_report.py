@@ -20,9 +20,9 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from bandit_core.agent_names import AGENTS
+from bandit_core.logged_examples import LoggedColumns
 from custom_components.bandit_trainer import training
 from custom_components.bandit_trainer.settings import TrainerSettings
-from bandit_core.logged_examples import LoggedColumns
 from custom_components.movielens_generator.logged_data import LoggedBatch, simulate_uniform_logging
 from custom_components.policy_evaluator import evaluation, ope
 from custom_components.policy_evaluator.settings import EvaluatorSettings
@@ -73,6 +73,7 @@ def split_logged(
         logged.propensities[in_eval].astype(np.float32),
     )
     return columns, ~in_eval
+
 
 def run_agents(
     movielens_dir: Union[str, pathlib.Path],

@@ -12,8 +12,8 @@ from typing import Any, Dict, List, Optional
 
 from tfx import v1 as tfx
 
-from tfx_pipeline import deploy, pipeline
 from bandit_core.bigquery.clients import BigQueryEndpoints
+from tfx_pipeline import deploy, pipeline
 from tfx_pipeline.config import REPO_ROOT, PipelineConfig, _require
 from tfx_pipeline.vertex.config import TRAINING_VERTEX_JOB, VertexConfig
 

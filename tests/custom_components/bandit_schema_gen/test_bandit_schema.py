@@ -18,6 +18,7 @@ from tfx.components.example_validator.executor import DEFAULT_FILE_NAME
 from tfx.types import artifact_utils, standard_artifacts
 from tfx_bsl.coders import example_coder
 
+from bandit_core import columns
 from custom_components.bandit_schema_gen.schema import build_bandit_schema
 from custom_components.bandit_trainer.anomalies_gate import (
     AnomaliesFoundError,
@@ -26,7 +27,6 @@ from custom_components.bandit_trainer.anomalies_gate import (
     raise_if_anomalous,
     read_split_anomalies,
 )
-from bandit_core import columns
 
 OBS_DIM = 3
 NUM_ACTIONS = 4

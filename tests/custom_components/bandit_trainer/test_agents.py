@@ -14,17 +14,17 @@ from tfx.types import standard_artifacts
 
 from bandit_core import agent_names
 from bandit_core.errors import ConfigError
-from custom_components.bandit_trainer import agents, neural_training, training
-from custom_components.bandit_trainer.component import BanditTrainer
-from custom_components.bandit_trainer.executor import settings_from_exec_properties
-from custom_components.bandit_trainer.settings import TrainerSettings
-from custom_components.bandit_trainer.vertex_job import CUSTOM_CONFIG_KEY, VertexJobBanditTrainer
 from bandit_core.linear_statistics import arm_statistics, zero_statistics
 from bandit_core.policy_metadata import (
     POLICY_METADATA_FILE,
     read_policy_metadata,
 )
 from bandit_core.saved_policy import load_saved_policy, policy_actions
+from custom_components.bandit_trainer import agents, neural_training, training
+from custom_components.bandit_trainer.component import BanditTrainer
+from custom_components.bandit_trainer.executor import settings_from_exec_properties
+from custom_components.bandit_trainer.settings import TrainerSettings
+from custom_components.bandit_trainer.vertex_job import CUSTOM_CONFIG_KEY, VertexJobBanditTrainer
 
 D, K, N = 6, 5, 2000
 TINY_NEURAL = dict(hidden_layers="16", encoding_dim=4, batch_size=256, epochs=3)

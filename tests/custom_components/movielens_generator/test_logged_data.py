@@ -6,6 +6,7 @@ import json
 import numpy as np
 import pytest
 
+from bandit_core.bigquery.tables import LOGGED_INTERACTIONS_SCHEMA
 from custom_components.movielens_generator.logged_data import (
     GENERATOR_SOURCE,
     UNIFORM_RANDOM_POLICY_ID,
@@ -15,7 +16,6 @@ from custom_components.movielens_generator.logged_data import (
     to_bigquery_rows,
 )
 from simulation.movielens_environment import build_movielens_bandit
-from bandit_core.bigquery.tables import LOGGED_INTERACTIONS_SCHEMA
 
 # 7 MovieLens users x 5 movies; users 2 and 6 rated none of the first 4 movies,
 # so they are dropped and the kept ids are not 1..n.

@@ -21,11 +21,12 @@ from tfx.orchestration import metadata
 from tfx.types import artifact_utils, standard_artifacts
 from tfx.utils import path_utils, proto_utils
 
-from custom_components.bandit_schema_gen.component import BanditSchemaGen
+from bandit_core import columns
 from bandit_core.errors import ConfigError
+from custom_components.bandit_schema_gen.component import BanditSchemaGen
 from custom_components.bandit_trainer import training
-from custom_components.bandit_trainer.settings import TrainerSettings
 from custom_components.bandit_trainer.component import BanditTrainer
+from custom_components.bandit_trainer.settings import TrainerSettings
 from custom_components.policy_evaluator import blessing, executor
 from custom_components.policy_evaluator.component import (
     PolicyEvaluator,
@@ -35,7 +36,6 @@ from custom_components.policy_evaluator.ope import Estimate
 from custom_components.policy_evaluator.settings import EvaluatorSettings
 from custom_components.policy_evaluator.target_policy import SavedPolicy, saved_model_probabilities
 from simulation.movielens_data import default_data_dir
-from bandit_core import columns
 
 # --- the rule -------------------------------------------------------------------------------
 

@@ -16,10 +16,14 @@ import pytest
 from ml_metadata import metadata_store
 from ml_metadata.proto import metadata_store_pb2
 
+from bandit_core.bigquery import clients, tables
+from custom_components.bigquery_ingester import queries
 from custom_components.movielens_generator import logged_data
 from custom_components.movielens_generator.component import LoggedInteractions
 from simulation.bandit_loader import load_movielens_bandit
 from simulation.movielens_data import default_data_dir
+from tfx_pipeline.config import PipelineConfig
+from tfx_pipeline.lineage import cli as lineage_cli
 from tfx_pipeline.lineage.graph import UPSTREAM, LineageEdge, LineageGraph, LineageNode
 from tfx_pipeline.lineage.queries import (
     find_pushed_model,
@@ -31,13 +35,8 @@ from tfx_pipeline.lineage.queries import (
 )
 from tfx_pipeline.lineage.rendering import render_graphviz, to_dot, to_tree_text
 from tfx_pipeline.lineage.store import LineageError, open_store
-from tfx_pipeline.lineage import cli as lineage_cli
 from tfx_pipeline.local import runner as local_runner
-from bandit_core.bigquery import clients
-from custom_components.bigquery_ingester import queries
-from bandit_core.bigquery import tables
 from tfx_pipeline.local.emulator import BigQueryEmulator
-from tfx_pipeline.config import PipelineConfig
 
 e2e = pytest.mark.e2e
 needs_movielens = pytest.mark.skipif(

@@ -8,8 +8,11 @@ from pathlib import Path
 import pytest
 import yaml
 
+from custom_components.bigquery_ingester.queries import (
+    build_examples_query,
+    build_serving_logs_query,
+)
 from custom_components.movielens_generator.component import LoggedInteractions
-from custom_components.bigquery_ingester.queries import build_examples_query, build_serving_logs_query
 from tfx_pipeline.config import ConfigError, PipelineConfig, _from_mapping
 from tfx_pipeline.vertex.cli import add_vertex_commands, run_vertex_command
 from tfx_pipeline.vertex.config import VertexConfig, cron_problem
