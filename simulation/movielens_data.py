@@ -1,4 +1,4 @@
-"""Locating, downloading and parsing the MovieLens 100K ratings.
+"""Locating, downloading and parsing MovieLens 100K: ratings, movies and users.
 
 The GroupLens licence forbids redistributing MovieLens, so the data never lives
 in the repository: it is read from a shared directory, or downloaded into the
@@ -13,12 +13,14 @@ with its file name and 1-based line number.
 import dataclasses
 import hashlib
 import os
+import re
 import shutil
 import tempfile
 import urllib.error
 import urllib.request
 import zipfile
 from pathlib import Path
+from typing import List, Set, Tuple
 
 import numpy as np
 
@@ -30,20 +32,75 @@ MOVIELENS_MD5 = "0e33842e24a9c977be4e0107933c0723"
 
 DATA_DIR_ENV_VAR = "MLBANDITS_MOVIELENS_DIR"
 RATINGS_FILE = "u.data"
+ITEMS_FILE = "u.item"
+USERS_FILE = "u.user"
 ARCHIVE_ROOT = "ml-100k/"
 NUM_USERS = 943
 NUM_ITEMS = 1682
 MIN_RATING = 1
 MAX_RATING = 5
+# Column order of the genre flags in `u.item`, as listed in `u.genre`.
+GENRES = (
+    "unknown",
+    "Action",
+    "Adventure",
+    "Animation",
+    "Children's",
+    "Comedy",
+    "Crime",
+    "Documentary",
+    "Drama",
+    "Fantasy",
+    "Film-Noir",
+    "Horror",
+    "Musical",
+    "Mystery",
+    "Romance",
+    "Sci-Fi",
+    "Thriller",
+    "War",
+    "Western",
+)
+# The vocabulary of `u.occupation`, in its order.
+OCCUPATIONS = (
+    "administrator",
+    "artist",
+    "doctor",
+    "educator",
+    "engineer",
+    "entertainment",
+    "executive",
+    "healthcare",
+    "homemaker",
+    "lawyer",
+    "librarian",
+    "marketing",
+    "none",
+    "other",
+    "programmer",
+    "retired",
+    "salesman",
+    "scientist",
+    "student",
+    "technician",
+    "writer",
+)
+GENDERS = ("F", "M")
+# `release_year` of a movie whose `u.item` release date is empty.
+MISSING_YEAR = 0
 
 _REPO_ROOT = Path(__file__).resolve().parents[1]
 _FIX_HINT = (
     f"Set {DATA_DIR_ENV_VAR} or pass --movielens-dir to a directory "
-    f"containing {RATINGS_FILE} from MovieLens 100K."
+    f"containing {RATINGS_FILE}, {ITEMS_FILE} and {USERS_FILE} from MovieLens 100K."
 )
 # Field widths above this cannot be valid ids, ratings or timestamps and would
 # overflow int64 on conversion.
 _MAX_DIGITS = 18
+# A `u.item` release date such as 01-Jan-1995 or 4-Feb-1971; group 1 is the year.
+_RELEASE_DATE = re.compile(
+    r"\d{1,2}-(?:Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec)-(\d{4})"
+)
 
 
 class MovieLensDataError(Exception):
@@ -58,6 +115,48 @@ class Ratings:
     item_id: np.ndarray
     rating: np.ndarray
     timestamp: np.ndarray
+
+    def __len__(self) -> int:
+        return int(self.user_id.shape[0])
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Items:
+    """Movie metadata from `u.item`, one entry per line; ids are 1-based.
+
+    Attributes:
+      item_id: [num_lines] int64 movie ids.
+      release_year: [num_lines] int64 year of the release date, `MISSING_YEAR`
+        where the file leaves the date empty.
+      genres: [num_lines, len(GENRES)] int64 0/1 flags in `GENRES` order.
+    """
+
+    item_id: np.ndarray
+    release_year: np.ndarray
+    genres: np.ndarray
+
+    def __len__(self) -> int:
+        return int(self.item_id.shape[0])
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Users:
+    """Demographics from `u.user`, one entry per line; ids are 1-based.
+
+    The zip code column is not kept: nothing uses it and it is not numeric for
+    every user.
+
+    Attributes:
+      user_id: [num_lines] int64 user ids.
+      age: [num_lines] int64 age in years.
+      gender: [num_lines] str, one of `GENDERS`.
+      occupation: [num_lines] str, one of `OCCUPATIONS`.
+    """
+
+    user_id: np.ndarray
+    age: np.ndarray
+    gender: np.ndarray
+    occupation: np.ndarray
 
     def __len__(self) -> int:
         return int(self.user_id.shape[0])
@@ -182,28 +281,7 @@ def load_ratings(
         a rating outside 1..5, or an id outside 1..num_users / 1..num_items.
         Line errors name the file, the 1-based line number and the line.
     """
-    path = Path(data_dir) / RATINGS_FILE
-    if not Path(data_dir).is_dir():
-        raise MovieLensDataError(
-            f"MovieLens directory {data_dir} does not exist (looked for "
-            f"{path}). {_FIX_HINT}"
-        )
-    if not path.is_file():
-        raise MovieLensDataError(f"Ratings file {path} not found. {_FIX_HINT}")
-    raw = path.read_bytes()
-    try:
-        text = raw.decode("ascii")
-    except UnicodeDecodeError as err:
-        line_number = raw.count(b"\n", 0, err.start) + 1
-        line = raw.split(b"\n")[line_number - 1].decode("ascii", "replace")
-        raise _line_error(path, line_number, line, "non-ASCII byte") from err
-    # Split on "\n" only so line numbers agree with editors and `sed -n`.
-    lines = [line.rstrip("\r") for line in text.split("\n")]
-    if lines[-1] == "":
-        lines.pop()
-    if not lines:
-        raise MovieLensDataError(f"Ratings file {path} is empty. {_FIX_HINT}")
-
+    path, lines = _read_lines(Path(data_dir), RATINGS_FILE, "Ratings", "ascii")
     rows = [line.split() for line in lines]
     field_counts = np.fromiter(map(len, rows), dtype=np.int64, count=len(rows))
     _raise_first(path, lines, field_counts != 4, "expected 4 fields")
@@ -240,6 +318,145 @@ def load_ratings(
         rating=rating.copy(),
         timestamp=timestamp.copy(),
     )
+
+
+def load_items(data_dir: Path, num_items: int = NUM_ITEMS) -> Items:
+    """Parses `data_dir/u.item`: latin-1 text, 24 '|'-separated fields.
+
+    Fields are id | title | release date | video release date | IMDb URL |
+    19 genre flags. Only the id, the release year and the genres are kept; the
+    release date is empty or `D-Mon-YYYY` with a one- or two-digit day.
+
+    Raises:
+      MovieLensDataError: if the directory or file is missing, the file is
+        empty, or a line has the wrong number of fields, an id outside
+        1..num_items or seen before, a malformed release date, or a genre flag
+        other than 0 or 1. Line errors name the file, the 1-based line number
+        and the line.
+    """
+    path, lines = _read_lines(Path(data_dir), ITEMS_FILE, "Movie", "latin-1")
+    num_fields = 5 + len(GENRES)
+    item_ids, years, genres = [], [], []
+    seen = set()
+    for number, line in enumerate(lines, start=1):
+        fields = line.split("|")
+        if len(fields) != num_fields:
+            raise _line_error(path, number, line, f"expected {num_fields} fields")
+        item_id = _parse_id(path, number, line, fields[0], "item", num_items, seen)
+        date = fields[2]
+        match = _RELEASE_DATE.fullmatch(date)
+        if date and match is None:
+            raise _line_error(
+                path, number, line, "release date must be empty or D-Mon-YYYY"
+            )
+        flags = fields[5:]
+        if any(flag not in ("0", "1") for flag in flags):
+            raise _line_error(path, number, line, "genre flags must be 0 or 1")
+        item_ids.append(item_id)
+        years.append(int(match.group(1)) if match else MISSING_YEAR)
+        genres.append([int(flag) for flag in flags])
+    return Items(
+        item_id=np.array(item_ids, dtype=np.int64),
+        release_year=np.array(years, dtype=np.int64),
+        genres=np.array(genres, dtype=np.int64).reshape(-1, len(GENRES)),
+    )
+
+
+def load_users(data_dir: Path, num_users: int = NUM_USERS) -> Users:
+    """Parses `data_dir/u.user`: ASCII text, 5 '|'-separated fields.
+
+    Fields are id | age | gender | occupation | zip code; the zip code is
+    checked for presence only.
+
+    Raises:
+      MovieLensDataError: if the directory or file is missing, the file is
+        empty, or a line has the wrong number of fields, an id outside
+        1..num_users or seen before, an age that is not a positive integer, a
+        gender outside `GENDERS` or an occupation outside `OCCUPATIONS`. Line
+        errors name the file, the 1-based line number and the line.
+    """
+    path, lines = _read_lines(Path(data_dir), USERS_FILE, "User", "ascii")
+    user_ids, ages, genders, occupations = [], [], [], []
+    seen = set()
+    for number, line in enumerate(lines, start=1):
+        fields = line.split("|")
+        if len(fields) != 5:
+            raise _line_error(path, number, line, "expected 5 fields")
+        user_id = _parse_id(path, number, line, fields[0], "user", num_users, seen)
+        age, gender, occupation = fields[1:4]
+        if not (age.isascii() and age.isdigit() and len(age) <= 3 and int(age) > 0):
+            raise _line_error(path, number, line, "age must be a positive integer")
+        if gender not in GENDERS:
+            raise _line_error(path, number, line, f"gender must be one of {GENDERS}")
+        if occupation not in OCCUPATIONS:
+            raise _line_error(
+                path, number, line, "occupation must be one listed in u.occupation"
+            )
+        user_ids.append(user_id)
+        ages.append(int(age))
+        genders.append(gender)
+        occupations.append(occupation)
+    return Users(
+        user_id=np.array(user_ids, dtype=np.int64),
+        age=np.array(ages, dtype=np.int64),
+        gender=np.array(genders, dtype=str),
+        occupation=np.array(occupations, dtype=str),
+    )
+
+
+def _read_lines(
+    data_dir: Path, name: str, kind: str, encoding: str
+) -> Tuple[Path, List[str]]:
+    """Returns `data_dir/name` and its lines, without line endings.
+
+    Raises:
+      MovieLensDataError: if the directory or file is missing, the file is
+        empty, or a byte is not valid in `encoding` (naming its line).
+    """
+    path = data_dir / name
+    if not data_dir.is_dir():
+        raise MovieLensDataError(
+            f"MovieLens directory {data_dir} does not exist (looked for "
+            f"{path}). {_FIX_HINT}"
+        )
+    if not path.is_file():
+        raise MovieLensDataError(f"{kind} file {path} not found. {_FIX_HINT}")
+    raw = path.read_bytes()
+    try:
+        text = raw.decode(encoding)
+    except UnicodeDecodeError as err:
+        line_number = raw.count(b"\n", 0, err.start) + 1
+        line = raw.split(b"\n")[line_number - 1].decode(encoding, "replace")
+        problem = f"non-{encoding.upper()} byte"
+        raise _line_error(path, line_number, line, problem) from err
+    # Split on "\n" only so line numbers agree with editors and `sed -n`.
+    lines = [line.rstrip("\r") for line in text.split("\n")]
+    if lines[-1] == "":
+        lines.pop()
+    if not lines:
+        raise MovieLensDataError(f"{kind} file {path} is empty. {_FIX_HINT}")
+    return path, lines
+
+
+def _parse_id(
+    path: Path,
+    number: int,
+    line: str,
+    field: str,
+    kind: str,
+    limit: int,
+    seen: Set[int],
+) -> int:
+    """Parses a 1-based id field, rejecting values outside 1..limit or repeats."""
+    if not (field.isascii() and field.isdigit() and len(field) <= _MAX_DIGITS):
+        raise _line_error(path, number, line, f"{kind} id must be an integer")
+    value = int(field)
+    if not 1 <= value <= limit:
+        raise _line_error(path, number, line, f"{kind} id must be in 1..{limit}")
+    if value in seen:
+        raise _line_error(path, number, line, f"duplicate {kind} id {value}")
+    seen.add(value)
+    return value
 
 
 def _raise_first(path: Path, lines: list[str], bad: np.ndarray, problem: str) -> None:

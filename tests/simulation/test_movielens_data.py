@@ -280,3 +280,153 @@ def test_real_data_matches_tf_agents_loader():
         str(data_dir / "u.data"), delimiter="\t"
     )
     np.testing.assert_array_equal(md.ratings_matrix(ratings), expected)
+
+
+def _item_line(item_id: str, date: str = "01-Jan-1995", genre: int = 5) -> str:
+    flags = ["0"] * len(md.GENRES)
+    flags[genre] = "1"
+    return "|".join([item_id, "Title (1995)", date, "", "url"] + flags)
+
+
+_ITEMS = "\n".join(
+    [
+        _item_line("1", "01-Jan-1995", genre=3),
+        _item_line("3", "4-Feb-1971", genre=8),
+        _item_line("2", "", genre=0),
+    ]
+) + "\n"
+_USERS = "1|24|M|technician|85711\n3|53|F|other|94043\n2|7|M|student|T8H1N\n"
+
+
+def test_load_items_parses_ids_years_and_genres(tmp_path):
+    # u.item is latin-1: titles such as "Misérables" are single bytes >= 0x80.
+    text = _ITEMS.replace("Title", "Mis\xe9rables", 1)
+    (tmp_path / md.ITEMS_FILE).write_bytes(text.encode("latin-1"))
+    items = md.load_items(tmp_path, num_items=3)
+    assert len(items) == 3
+    np.testing.assert_array_equal(items.item_id, [1, 3, 2])
+    np.testing.assert_array_equal(items.release_year, [1995, 1971, md.MISSING_YEAR])
+    assert items.genres.shape == (3, len(md.GENRES))
+    np.testing.assert_array_equal(np.argmax(items.genres, axis=1), [3, 8, 0])
+    np.testing.assert_array_equal(items.genres.sum(axis=1), [1, 1, 1])
+
+
+def test_load_users_parses_demographics(tmp_path):
+    (tmp_path / md.USERS_FILE).write_text(_USERS)
+    users = md.load_users(tmp_path, num_users=3)
+    assert len(users) == 3
+    np.testing.assert_array_equal(users.user_id, [1, 3, 2])
+    np.testing.assert_array_equal(users.age, [24, 53, 7])
+    np.testing.assert_array_equal(users.gender, ["M", "F", "M"])
+    np.testing.assert_array_equal(users.occupation, ["technician", "other", "student"])
+
+
+@pytest.mark.parametrize(
+    "bad_line, problem",
+    [
+        ("1|Title|01-Jan-1995||url|0|1", "expected 24 fields"),
+        (_item_line("x"), "item id must be an integer"),
+        (_item_line("\xb2"), "item id must be an integer"),
+        (_item_line("0"), "item id must be in 1..3"),
+        (_item_line("4"), "item id must be in 1..3"),
+        (_item_line("1"), "duplicate item id 1"),
+        (_item_line("2", "1995"), "release date must be empty or D-Mon-YYYY"),
+        (_item_line("2", "01-Foo-1995"), "release date must be empty or D-Mon-YYYY"),
+        (_item_line("2").replace("|1|", "|2|"), "genre flags must be 0 or 1"),
+    ],
+)
+def test_malformed_item_line_reports_file_line_and_text(tmp_path, bad_line, problem):
+    lines = _ITEMS.splitlines()
+    lines[2] = bad_line
+    (tmp_path / md.ITEMS_FILE).write_bytes(("\n".join(lines) + "\n").encode("latin-1"))
+    with pytest.raises(md.MovieLensDataError) as info:
+        md.load_items(tmp_path, num_items=3)
+    message = str(info.value)
+    assert message.startswith(f"{tmp_path / 'u.item'}:3: ")
+    assert problem in message
+    assert repr(bad_line) in message
+
+
+@pytest.mark.parametrize(
+    "bad_line, problem",
+    [
+        ("2|7|M|student", "expected 5 fields"),
+        ("2|7|M|student|T8H1N|x", "expected 5 fields"),
+        ("x|7|M|student|T8H1N", "user id must be an integer"),
+        ("4|7|M|student|T8H1N", "user id must be in 1..3"),
+        ("3|7|M|student|T8H1N", "duplicate user id 3"),
+        ("2|seven|M|student|T8H1N", "age must be a positive integer"),
+        ("2|0|M|student|T8H1N", "age must be a positive integer"),
+        ("2|-7|M|student|T8H1N", "age must be a positive integer"),
+        ("2|7|X|student|T8H1N", "gender must be one of ('F', 'M')"),
+        ("2|7|M|astronaut|T8H1N", "occupation must be one listed in u.occupation"),
+    ],
+)
+def test_malformed_user_line_reports_file_line_and_text(tmp_path, bad_line, problem):
+    lines = _USERS.splitlines()
+    lines[2] = bad_line
+    (tmp_path / md.USERS_FILE).write_text("\n".join(lines) + "\n")
+    with pytest.raises(md.MovieLensDataError) as info:
+        md.load_users(tmp_path, num_users=3)
+    message = str(info.value)
+    assert message.startswith(f"{tmp_path / 'u.user'}:3: ")
+    assert problem in message
+    assert repr(bad_line) in message
+
+
+@pytest.mark.parametrize(
+    "load, name", [(md.load_items, "u.item"), (md.load_users, "u.user")]
+)
+def test_missing_or_empty_metadata_file_names_file_and_fix(tmp_path, load, name):
+    with pytest.raises(md.MovieLensDataError) as info:
+        load(tmp_path)
+    message = str(info.value)
+    assert str(tmp_path / name) in message and "not found" in message
+    assert md.DATA_DIR_ENV_VAR in message and "--movielens-dir" in message
+    (tmp_path / name).write_text("")
+    with pytest.raises(md.MovieLensDataError, match="empty"):
+        load(tmp_path)
+
+
+def test_non_ascii_user_line_is_reported(tmp_path):
+    (tmp_path / md.USERS_FILE).write_bytes(_USERS.encode() + b"4|30|F|\xe9crivain|1\n")
+    with pytest.raises(md.MovieLensDataError, match=r"u\.user:4: non-ASCII"):
+        md.load_users(tmp_path, num_users=4)
+
+
+def _real_file(name: str) -> Path:
+    path = md.default_data_dir() / name
+    if not path.is_file():
+        pytest.skip(
+            f"MovieLens 100K {name} not found at {path}; set {md.DATA_DIR_ENV_VAR} "
+            f"to a directory containing it to run this test."
+        )
+    return path
+
+
+def test_real_items_and_users():
+    items = md.load_items(_real_file("u.item").parent)
+    all_items = np.arange(1, md.NUM_ITEMS + 1)
+    np.testing.assert_array_equal(np.sort(items.item_id), all_items)
+    # Only movie 267 ("unknown") has no release date.
+    np.testing.assert_array_equal(
+        items.item_id[items.release_year == md.MISSING_YEAR], [267]
+    )
+    toy_story = items.item_id == 1
+    assert items.release_year[toy_story] == 1995
+    genres = [md.GENRES[i] for i in np.flatnonzero(items.genres[toy_story][0])]
+    assert genres == ["Animation", "Children's", "Comedy"]
+
+    users = md.load_users(_real_file("u.user").parent)
+    all_users = np.arange(1, md.NUM_USERS + 1)
+    np.testing.assert_array_equal(np.sort(users.user_id), all_users)
+    first = users.user_id == 1
+    assert (users.age[first][0], users.gender[first][0]) == (24, "M")
+    assert users.occupation[first][0] == "technician"
+
+
+def test_vocabularies_match_the_data_files():
+    genre_lines = _real_file("u.genre").read_text().split("\n")
+    assert tuple(line.split("|")[0] for line in genre_lines if line) == md.GENRES
+    occupations = _real_file("u.occupation").read_text().split()
+    assert tuple(occupations) == md.OCCUPATIONS
