@@ -5,6 +5,7 @@ import sys
 import time
 from typing import List, Optional
 
+from simulation.movielens_data import NUM_ITEMS
 from tfx_pipeline import config as config_lib
 from tfx_pipeline.lineage import cli as lineage_cli
 from tfx_pipeline.vertex import cli as vertex_cli
@@ -27,6 +28,16 @@ def _int_at_least(minimum: int, requirement: str):
 
 _positive_int = _int_at_least(1, "at least 1")
 _non_negative_int = _int_at_least(0, "0 or more")
+
+
+def _candidate_count(text: str) -> int:
+    """An argparse type: a candidate-set size that MovieLens 100K's catalogue can fill."""
+    count = _positive_int(text)
+    if count > NUM_ITEMS:
+        raise argparse.ArgumentTypeError(
+            f"{count} candidates is more than the {NUM_ITEMS} movies of MovieLens 100K"
+        )
+    return count
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -70,6 +81,19 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--movielens-dir", help="directory holding MovieLens 100K's u.data")
     report.add_argument(
         "--num-events", type=_positive_int, default=100_000, help="logged events per setting"
+    )
+    report.add_argument(
+        "--problem",
+        choices=("classic", "per_arm"),
+        default="classic",
+        help="classic: the same 20 or 100 movies for everyone; per_arm: candidate sets drawn "
+        "from all 1,682 movies",
+    )
+    report.add_argument(
+        "--num-candidates",
+        type=_candidate_count,
+        default=50,
+        help="per_arm only: candidates per round, up to 1682",
     )
     vertex_cli.add_vertex_commands(commands)
     lineage_cli.add_lineage_commands(commands)
@@ -182,6 +206,22 @@ def run_demo_command(config: config_lib.PipelineConfig) -> int:
 
 
 def run_report_command(args: argparse.Namespace) -> int:
+    if args.problem == "per_arm":
+        from tfx_pipeline.reports.per_arm_report import write_per_arm_report
+
+        path = write_per_arm_report(
+            args.out,
+            args.movielens_dir or "",
+            num_candidates=args.num_candidates,
+            num_events=args.num_events,
+            on_result=lambda r: print(
+                f"{r.agent:<40} {r.fraction_of_oracle:7.1%} of oracle, "
+                f"DR {r.estimates['dr'].value:.3f} vs true {r.true_value:.3f}",
+                flush=True,
+            ),
+        )
+        print(f"{'table':<12}: {path}")
+        return 0
     from tfx_pipeline.reports.agent_report import write_agent_report
 
     files = write_agent_report(args.out, args.movielens_dir or "", num_events=args.num_events)

@@ -21,9 +21,9 @@ from bandit_core.per_arm_statistics import per_arm_statistics
 from custom_components.policy_evaluator.ope import OPEInputError
 from custom_components.policy_evaluator.reward_model import ridge_coefficients
 
-# Rows whose candidates' reward-model features are built at once: bounds memory
-# at C * (1 + dg + da + dg * da) floats per row.
-_PREDICTION_BLOCK = 256
+# Reward-model features built at once, in floats: rows are taken in blocks of
+# about this many candidate features, whatever the candidate-set size.
+_PREDICTION_FLOATS = 1 << 24
 
 
 def chosen_slots(candidate_ids: np.ndarray, chosen_ids: np.ndarray) -> np.ndarray:
@@ -119,8 +119,9 @@ def cross_fitted_candidate_predictions(
         )[0]
     u = np.asarray(global_features)
     predictions = np.empty(arms.shape[:2])
-    for start in range(0, len(r), _PREDICTION_BLOCK):
-        block = slice(start, start + _PREDICTION_BLOCK)
+    rows_per_block = max(1, _PREDICTION_FLOATS // (arms.shape[1] * chosen.shape[1]))
+    for start in range(0, len(r), rows_per_block):
+        block = slice(start, start + rows_per_block)
         features = reward_model_features(u[block], arms[block])
         predictions[block] = np.einsum("ncd,nd->nc", features, thetas[folds[block]])
     return predictions

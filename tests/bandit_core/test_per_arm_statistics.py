@@ -7,8 +7,10 @@ from bandit_core import agent_names, per_arm_features, per_arm_linear_policy, pe
 from bandit_core.linear_statistics import LinearArmStatistics
 from bandit_core.per_arm_statistics import (
     PerArmStatistics,
-    per_arm_statistics as statistics_of,
     zero_per_arm_statistics,
+)
+from bandit_core.per_arm_statistics import (
+    per_arm_statistics as statistics_of,
 )
 
 DG, DA, C = 4, 3, 5
