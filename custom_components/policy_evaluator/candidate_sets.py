@@ -19,11 +19,12 @@ import numpy as np
 from bandit_core import per_arm_features
 from bandit_core.per_arm_statistics import per_arm_statistics
 from custom_components.policy_evaluator.ope import OPEInputError
-from custom_components.policy_evaluator.reward_model import ridge_coefficients
 
 # Reward-model features built at once, in floats: rows are taken in blocks of
 # about this many candidate features, whatever the candidate-set size.
 _PREDICTION_FLOATS = 1 << 24
+# Keeps the penalty of a feature that is always 0 positive.
+_MIN_MEAN_SQUARE = 1e-12
 
 
 def chosen_slots(candidate_ids: np.ndarray, chosen_ids: np.ndarray) -> np.ndarray:
@@ -93,7 +94,8 @@ def cross_fitted_candidate_predictions(
       slots: [N] the chosen candidate's position (see `chosen_slots`).
       rewards: [N] observed rewards.
       num_folds: >= 2 folds, assigned by a seeded random permutation.
-      ridge: L2 penalty of the shared regression.
+      ridge: L2 penalty of the shared regression, relative to each feature's
+        mean square over the logged rows.
       seed: seeds the fold assignment.
 
     Returns:
@@ -109,14 +111,15 @@ def cross_fitted_candidate_predictions(
     r = np.asarray(rewards, dtype=np.float64)
     folds = np.random.default_rng(seed).permutation(len(r)) % num_folds
     total = per_arm_statistics(chosen, r)
+    # The penalty scales with each feature's mean square: ridge on standardised
+    # features, so features as small as MovieLens' SVD vectors are not shrunk away.
+    penalty = ridge * np.diag(np.maximum(np.diag(total.cov_matrix) / len(r), _MIN_MEAN_SQUARE))
     thetas = np.empty((num_folds, chosen.shape[1]))
     for fold in range(num_folds):
         held = per_arm_statistics(chosen[folds == fold], r[folds == fold])
-        thetas[fold] = ridge_coefficients(
-            (total.cov_matrix - held.cov_matrix)[None],
-            (total.data_vector - held.data_vector)[None],
-            ridge,
-        )[0]
+        thetas[fold] = np.linalg.solve(
+            total.cov_matrix - held.cov_matrix + penalty, total.data_vector - held.data_vector
+        )
     u = np.asarray(global_features)
     predictions = np.empty(arms.shape[:2])
     rows_per_block = max(1, _PREDICTION_FLOATS // (arms.shape[1] * chosen.shape[1]))
