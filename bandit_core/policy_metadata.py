@@ -14,6 +14,12 @@ from typing import Any, Dict
 import tensorflow as tf
 
 POLICY_METADATA_FILE = "bandit_policy.json"
+# `PolicyMetadata.problem`: one action set for every round, or candidates per round.
+CLASSIC = "classic"
+PER_ARM = "per_arm"
+# An epsilon-greedy per-arm policy's greedy part, saved beside it: its exported
+# policy explores in the graph, so its greedy choice is not visible otherwise.
+GREEDY_POLICY_DIR = "greedy_policy"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -23,6 +29,12 @@ class PolicyMetadata:
     `alpha` and `tikhonov_weight` are 0 for agents that have no such setting.
     The trailing fields have defaults so sidecars written before they existed
     still load.
+
+    A per-arm policy (`problem == PER_ARM`) chooses among `num_candidates`
+    movies per round: it observes the user's `global_dim` features and each
+    candidate's `arm_dim` movie features (before any interaction map);
+    `observation_dim` is then `global_dim` and `num_actions` `num_candidates`.
+    `epsilon` is the exploration share an epsilon-greedy agent was built with.
     """
 
     agent: str
@@ -32,11 +44,29 @@ class PolicyMetadata:
     tikhonov_weight: float
     stochastic: bool = False
     hyperparameters: Dict[str, Any] = dataclasses.field(default_factory=dict)
+    problem: str = CLASSIC
+    global_dim: int = 0
+    arm_dim: int = 0
+    num_candidates: int = 0
+    epsilon: float = 0.0
+
+
+_PER_ARM_FIELDS = ("problem", "global_dim", "arm_dim", "num_candidates", "epsilon")
 
 
 def write_policy_metadata(policy_dir: str, metadata: PolicyMetadata) -> None:
+    """Writes the sidecar; a classic policy's omits the per-arm fields left at their defaults.
+
+    So classic sidecars stay byte-identical to those written before per-arm policies.
+    """
+    document = dataclasses.asdict(metadata)
+    defaults = {field.name: field.default for field in dataclasses.fields(PolicyMetadata)}
+    if metadata.problem == CLASSIC:
+        for name in _PER_ARM_FIELDS:
+            if document[name] == defaults[name]:
+                del document[name]
     with tf.io.gfile.GFile(os.path.join(policy_dir, POLICY_METADATA_FILE), "w") as f:
-        json.dump(dataclasses.asdict(metadata), f, indent=2)
+        json.dump(document, f, indent=2)
 
 
 def read_policy_metadata(policy_dir: str) -> PolicyMetadata:

@@ -15,6 +15,7 @@ Vertex AI sets the AIP_* variables; everything project-specific is MLBANDITS_*:
   MLBANDITS_EXPLORATION           epsilon_greedy | boltzmann
   MLBANDITS_EPSILON               0.1
   MLBANDITS_TEMPERATURE           1.0
+  MLBANDITS_THOMPSON_SAMPLES      1000 (posterior draws per per-arm LinTS prediction)
   MLBANDITS_SEED                  unset: OS entropy (sampling of logged actions)
   MLBANDITS_SPOOL_PATH            /tmp/mlbandits/serving-spool.sqlite
   MLBANDITS_SHIP_LOGS             true; false keeps rows in the spool for a later shipper
@@ -26,7 +27,8 @@ Vertex AI sets the AIP_* variables; everything project-specific is MLBANDITS_*:
   MLBANDITS_BQ_GRPC_ENDPOINT      unset: real BigQuery; else the emulator's host:port
   OPENBLAS_NUM_THREADS            1 unless set: per-request products are faster on one thread
 
-`--scorer` on the command line overrides MLBANDITS_SCORER.
+`--scorer` on the command line overrides MLBANDITS_SCORER. A version whose
+sidecar says problem "per_arm" is served by `serving.per_arm_scorer` either way.
 """
 
 import argparse
@@ -49,17 +51,32 @@ from aiohttp import web  # noqa: E402
 from bandit_core.bigquery.clients import BigQueryEndpoints  # noqa: E402
 from bandit_core.bigquery.settings import BigQueryConfig  # noqa: E402
 from bandit_core.errors import ConfigError  # noqa: E402
+from bandit_core.policy_metadata import PER_ARM, read_policy_metadata  # noqa: E402
 from serving.event_spool import EventSpool  # noqa: E402
 from serving.model_registry import ModelRegistry  # noqa: E402
+from serving.per_arm_scorer import load_per_arm_scorer  # noqa: E402
 from serving.policy_scorer import SavedModelScorer, load_policy_scorer  # noqa: E402
 from serving.prediction_logger import PredictionLogger  # noqa: E402
 from serving.server import BanditServer  # noqa: E402
 from serving.settings import ServingSettings  # noqa: E402
 
 _LOG = logging.getLogger("serving")
+
+
+def by_problem(classic: Callable[[str], object]) -> Callable[[str], object]:
+    """A loader that serves per-arm versions (by their sidecar) with the per-arm scorer."""
+
+    def load(policy_dir: str) -> object:
+        if read_policy_metadata(policy_dir).problem == PER_ARM:
+            return load_per_arm_scorer(policy_dir)
+        return classic(policy_dir)
+
+    return load
+
+
 SCORERS: Mapping[str, Callable[[str], object]] = {
-    "numpy": load_policy_scorer,
-    "savedmodel": SavedModelScorer,
+    "numpy": by_problem(load_policy_scorer),
+    "savedmodel": by_problem(SavedModelScorer),
 }
 _BQ_DEFAULTS = BigQueryConfig()
 # Vertex AI's port when AIP_HTTP_PORT is unset; the settings' default, 0 (any

@@ -7,7 +7,7 @@ server. A request that fails here gets HTTP 400 with the message as-is.
 import dataclasses
 import json
 import sys
-from typing import Any, List, Optional
+from typing import Any, List, Optional, Tuple
 
 import numpy as np
 
@@ -17,6 +17,7 @@ FLOAT64_MAX = sys.float_info.max
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 MAX_EVENT_ID_LENGTH = 128
 _INSTANCE_FIELDS = ("observation", "user_id")
+_PER_ARM_INSTANCE_FIELDS = ("global_features", "candidates", "user_id")
 
 
 class RequestError(ValueError):
@@ -32,6 +33,22 @@ class PredictRequest:
 
 
 @dataclasses.dataclass(frozen=True)
+class PerArmRequest:
+    """A validated per-arm batch.
+
+    Attributes:
+      global_features: [N, global_dim] each round's user.
+      user_ids: N optional user ids, logged as given.
+      candidates: N lists of distinct movie ids, or None where the server
+        samples the candidates.
+    """
+
+    global_features: np.ndarray
+    user_ids: List[Optional[int]]
+    candidates: List[Optional[List[int]]]
+
+
+@dataclasses.dataclass(frozen=True)
 class RewardRequest:
     event_id: str
     reward: float
@@ -43,19 +60,7 @@ def parse_predict_request(body: bytes, observation_dim: int, max_instances: int)
     A top-level `parameters` is tolerated when null or empty because Vertex AI
     clients may send one; this model takes none.
     """
-    document = _json_object(body)
-    _reject_unknown(document, ("instances", "parameters"), "")
-    if document.get("parameters") not in (None, {}):
-        raise RequestError("parameters: this model takes no parameters; omit the field")
-    if "instances" not in document:
-        raise RequestError("instances: required field is missing")
-    instances = document["instances"]
-    if not isinstance(instances, list):
-        raise RequestError(f"instances: expected an array, got {_json_type(instances)}")
-    if not 1 <= len(instances) <= max_instances:
-        raise RequestError(
-            f"instances: expected 1 to {max_instances} instances, got {len(instances)}"
-        )
+    instances = _instances(_json_object(body), max_instances)
     observations = np.empty((len(instances), observation_dim), dtype=np.float64)
     user_ids: List[Optional[int]] = []
     for i, instance in enumerate(instances):
@@ -70,6 +75,43 @@ def parse_predict_request(body: bytes, observation_dim: int, max_instances: int)
         )
         user_ids.append(_user_id(instance.get("user_id"), f"{where}.user_id"))
     return PredictRequest(observations=observations, user_ids=user_ids)
+
+
+def parse_per_arm_request(
+    body: bytes,
+    global_dim: int,
+    candidate_counts: Tuple[int, int],
+    max_instances: int,
+) -> PerArmRequest:
+    """`{"instances": [{"global_features": [...], "candidates": [ids], "user_id": int}]}`.
+
+    The server keeps no user table, so each instance carries the user's
+    features; `user_id` is optional and only logged. `candidates` is optional
+    and, when given, holds `candidate_counts` (min, max) distinct movie ids;
+    whether the catalogue knows them is the caller's check.
+    """
+    instances = _instances(_json_object(body), max_instances)
+    features = np.empty((len(instances), global_dim), dtype=np.float64)
+    user_ids: List[Optional[int]] = []
+    candidates: List[Optional[List[int]]] = []
+    for i, instance in enumerate(instances):
+        where = f"instances[{i}]"
+        if not isinstance(instance, dict):
+            raise RequestError(f"{where}: expected an object, got {_json_type(instance)}")
+        _reject_unknown(instance, _PER_ARM_INSTANCE_FIELDS, where + ".")
+        if "global_features" not in instance:
+            raise RequestError(
+                f"{where}.global_features: required field is missing (the server has no user "
+                "table; send the user's features)"
+            )
+        features[i] = _observation(
+            instance["global_features"], f"{where}.global_features", global_dim
+        )
+        user_ids.append(_user_id(instance.get("user_id"), f"{where}.user_id"))
+        candidates.append(
+            _candidates(instance.get("candidates"), f"{where}.candidates", candidate_counts)
+        )
+    return PerArmRequest(global_features=features, user_ids=user_ids, candidates=candidates)
 
 
 def parse_reward_request(body: bytes) -> RewardRequest:
@@ -104,6 +146,23 @@ def _json_object(body: bytes) -> dict:
     return document
 
 
+def _instances(document: dict, max_instances: int) -> list:
+    """The `instances` array of a predict body, after checking the top-level fields."""
+    _reject_unknown(document, ("instances", "parameters"), "")
+    if document.get("parameters") not in (None, {}):
+        raise RequestError("parameters: this model takes no parameters; omit the field")
+    if "instances" not in document:
+        raise RequestError("instances: required field is missing")
+    instances = document["instances"]
+    if not isinstance(instances, list):
+        raise RequestError(f"instances: expected an array, got {_json_type(instances)}")
+    if not 1 <= len(instances) <= max_instances:
+        raise RequestError(
+            f"instances: expected 1 to {max_instances} instances, got {len(instances)}"
+        )
+    return instances
+
+
 def _reject_unknown(document: dict, allowed: tuple, prefix: str) -> None:
     for field in document:
         if field not in allowed:
@@ -135,6 +194,30 @@ def _user_id(value: Any, where: str) -> Optional[int]:
         raise RequestError(f"{where}: expected an integer or null, got {_json_type(value)}")
     if not INT64_MIN <= value <= INT64_MAX:
         raise RequestError(f"{where}: {value} is outside the INT64 range")
+    return value
+
+
+def _candidates(value: Any, where: str, counts: Tuple[int, int]) -> Optional[List[int]]:
+    if value is None:
+        return None
+    low, high = counts
+    wanted = f"{low}" if low == high else f"{low} to {high}"
+    if not isinstance(value, list):
+        raise RequestError(
+            f"{where}: expected an array of {wanted} movie ids, got {_json_type(value)}"
+        )
+    if not low <= len(value) <= high:
+        raise RequestError(f"{where}: expected {wanted} movie ids, got {len(value)}")
+    for j, movie_id in enumerate(value):
+        if type(movie_id) is not int:
+            raise RequestError(
+                f"{where}[{j}]: expected an integer movie id, got {_json_type(movie_id)}"
+            )
+        if not INT64_MIN <= movie_id <= INT64_MAX:
+            raise RequestError(f"{where}[{j}]: {_short(movie_id)} is outside the INT64 range")
+    if len(set(value)) != len(value):
+        repeated = sorted({movie_id for movie_id in value if value.count(movie_id) > 1})
+        raise RequestError(f"{where}: movie ids {repeated} occur more than once")
     return value
 
 

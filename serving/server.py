@@ -1,5 +1,10 @@
 """The prediction and reward HTTP server, on Vertex AI's custom-container contract.
 
+The loaded version's sidecar decides the request shape: classic policies
+take an observation and return an action; per-arm policies take the user's
+features and optional candidate movies and return a movie
+(`serving.per_arm_scorer`).
+
 Every served prediction is written to the logger (a durable local spool)
 before its response is sent, so an action the client has seen is always in
 the logs. Rewards are accepted once per served event. Request errors are
@@ -10,16 +15,24 @@ import asyncio
 import datetime
 import logging
 import uuid
-from typing import List, Optional, Protocol, Tuple
+from typing import List, Optional, Protocol, Tuple, Union
 
 import numpy as np
 from aiohttp import web
 
-from bandit_core.policy_metadata import PolicyMetadata
+from bandit_core.item_catalogue import UnknownItemsError
+from bandit_core.policy_metadata import PER_ARM, PolicyMetadata
 from serving.event_spool import RewardStatus
 from serving.exploration import action_probabilities, policy_id_suffix, sample_actions
 from serving.model_registry import ModelRegistry, ServingModel
-from serving.request_schema import RequestError, parse_predict_request, parse_reward_request
+from serving.per_arm_scorer import PerArmScorer
+from serving.request_schema import (
+    PerArmRequest,
+    RequestError,
+    parse_per_arm_request,
+    parse_predict_request,
+    parse_reward_request,
+)
 from serving.settings import ServingSettings
 
 _LOG = logging.getLogger(__name__)
@@ -48,7 +61,7 @@ class BanditServer:
 
     def __init__(
         self,
-        registry: ModelRegistry[Scorer],
+        registry: ModelRegistry[Union[Scorer, PerArmScorer]],
         logger: PredictionLog,
         settings: ServingSettings,
         rng: Optional[np.random.Generator] = None,
@@ -82,6 +95,8 @@ class BanditServer:
         model = self._registry.current  # this request's model, even if a newer one lands meanwhile
         if model is None:
             return _error(503, "no policy loaded yet; retry when the health route returns 200")
+        if model.scorer.metadata.problem == PER_ARM:
+            return await self._predict_per_arm(model, await request.read())
         try:
             parsed = parse_predict_request(
                 await request.read(), model.scorer.observation_dim, self.settings.max_instances
@@ -95,23 +110,91 @@ class BanditServer:
         rows = self._prediction_rows(
             model, parsed.observations, parsed.user_ids, actions, propensities
         )
+        return await self._logged_response(
+            rows, ("action", "propensity", "event_id", "model_version")
+        )
+
+    async def _predict_per_arm(
+        self, model: ServingModel[PerArmScorer], body: bytes
+    ) -> web.Response:
+        """One movie per instance, from its candidates or `num_candidates` sampled ones."""
+        scorer = model.scorer
+        try:
+            parsed = parse_per_arm_request(
+                body,
+                scorer.global_dim,
+                (scorer.min_candidates, scorer.max_candidates),
+                self.settings.max_instances,
+            )
+            candidates = self._candidates(scorer, parsed)
+            features = [
+                self._candidate_features(scorer, ids, f"instances[{i}].candidates")
+                for i, ids in enumerate(candidates)
+            ]
+        except RequestError as error:
+            return _error(400, str(error))
+        event_time = _now_iso()
+        policy_id = scorer.policy_id(self.settings)
+        rows = []
+        for user, user_id, ids, candidate_features in zip(
+            parsed.global_features, parsed.user_ids, candidates, features
+        ):
+            action, propensity = scorer.choose(user, candidate_features, self.settings, self._rng)
+            rows.append(
+                {
+                    "event_id": uuid.uuid4().hex,
+                    "event_time": event_time,
+                    "user_id": user_id,
+                    "observation": user.tolist(),
+                    "action": action,
+                    "propensity": propensity,
+                    "model_version": model.version,
+                    "policy_id": policy_id,
+                    "candidate_movie_ids": ids,
+                    "movie_id": ids[action],
+                }
+            )
+        return await self._logged_response(
+            rows,
+            ("movie_id", "propensity", "event_id", "model_version", "candidate_movie_ids"),
+            {"candidate_movie_ids": "candidates"},
+        )
+
+    def _candidates(self, scorer: PerArmScorer, parsed: PerArmRequest) -> List[List[int]]:
+        """The request's candidates, or `max_candidates` catalogue movies drawn uniformly.
+
+        Drawn without replacement with the server's generator, so a seeded
+        server draws the same candidates in the same order.
+        """
+        movie_ids = scorer.catalogue.movie_ids
+        return [
+            ids
+            if ids is not None
+            else self._rng.choice(movie_ids, size=scorer.max_candidates, replace=False).tolist()
+            for ids in parsed.candidates
+        ]
+
+    @staticmethod
+    def _candidate_features(scorer: PerArmScorer, ids: List[int], where: str) -> np.ndarray:
+        try:
+            return scorer.catalogue.features_of(ids)
+        except UnknownItemsError as error:
+            raise RequestError(
+                f"{where}: {error} (not in this model version's catalogue)"
+            ) from None
+
+    async def _logged_response(
+        self, rows: List[dict], fields: Tuple[str, ...], renamed: Optional[dict] = None
+    ) -> web.Response:
+        """The predictions' `fields` once the rows are logged; 503 if they cannot be."""
         try:
             await self._batcher.log(rows)
         except Exception:  # an unlogged action must not reach the client
             _LOG.exception("could not log %d predictions; refusing the request", len(rows))
             return _error(503, "the prediction could not be logged; retry")
+        names = {field: (renamed or {}).get(field, field) for field in fields}
         return web.json_response(
-            {
-                "predictions": [
-                    {
-                        "action": row["action"],
-                        "propensity": row["propensity"],
-                        "event_id": row["event_id"],
-                        "model_version": row["model_version"],
-                    }
-                    for row in rows
-                ]
-            }
+            {"predictions": [{names[f]: row[f] for f in fields} for row in rows]}
         )
 
     async def reward(self, request: web.Request) -> web.Response:

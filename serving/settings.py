@@ -26,6 +26,7 @@ ENVIRONMENT: Mapping[str, str] = {
     "predict_route": "AIP_PREDICT_ROUTE",
     "reward_route": "MLBANDITS_REWARD_ROUTE",
     "max_body_bytes": "MLBANDITS_MAX_BODY_BYTES",
+    "thompson_samples": "MLBANDITS_THOMPSON_SAMPLES",
 }
 
 
@@ -44,6 +45,9 @@ class ServingSettings:
       health_route, predict_route, reward_route: the HTTP routes; Vertex AI
         sets the first two through AIP_HEALTH_ROUTE and AIP_PREDICT_ROUTE.
       max_body_bytes: the largest request body accepted.
+      thompson_samples: S, the draws from a per-arm LinTS posterior per
+        prediction; the served action's propensity is its frequency among
+        them, off by a binomial standard deviation sqrt(p (1 - p) / S).
     """
 
     host: str = "127.0.0.1"
@@ -56,6 +60,7 @@ class ServingSettings:
     predict_route: str = "/predict"
     reward_route: str = "/reward"
     max_body_bytes: int = 8 * 1024 * 1024
+    thompson_samples: int = 1000
 
     def validate(self, names: Optional[Mapping[str, str]] = None) -> "ServingSettings":
         """Raises ConfigError naming the first bad setting.
@@ -88,6 +93,7 @@ class ServingSettings:
             require(route.startswith("/"), setting(field), f"{route!r} must start with '/'")
         require(len(set(routes)) == len(routes), setting(*route_fields), "must differ")
         require(self.max_body_bytes >= 1, setting("max_body_bytes"), "must be >= 1")
+        require(self.thompson_samples >= 1, setting("thompson_samples"), "must be >= 1")
         return self
 
     def environment(self) -> Dict[str, str]:

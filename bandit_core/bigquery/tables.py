@@ -33,6 +33,9 @@ PREDICTIONS_SCHEMA = (
     bigquery.SchemaField("propensity", "FLOAT64"),
     bigquery.SchemaField("model_version", "STRING"),
     bigquery.SchemaField("policy_id", "STRING"),
+    # Per-arm predictions only: the movies served as candidates and the one chosen.
+    bigquery.SchemaField("candidate_movie_ids", "INT64", mode="REPEATED"),
+    bigquery.SchemaField("movie_id", "INT64"),
 )
 REWARDS_SCHEMA = (
     bigquery.SchemaField("event_id", "STRING", mode="REQUIRED"),

@@ -104,9 +104,10 @@ def test_rows_land_with_their_values(emulator, client, dataset, spool):
     assert logger.close()
 
     rows = [dict(row) for row in client.query(f"SELECT * FROM `{dataset}.predictions` ORDER BY event_id").result()]
+    per_arm_columns = {"candidate_movie_ids": [], "movie_id": None}  # classic rows leave them empty
     assert rows == [
-        {**first, "event_time": EVENT_DATETIME},
-        {**second, "observation": pytest.approx(np.linspace(0.0, 1.0, 20).tolist())},
+        {**first, "event_time": EVENT_DATETIME, **per_arm_columns},
+        {**second, "observation": pytest.approx(np.linspace(0.0, 1.0, 20).tolist()), **per_arm_columns},
     ]
     rewards = [dict(row) for row in client.query(f"SELECT * FROM `{dataset}.rewards`").result()]
     assert rewards == [

@@ -3,7 +3,8 @@
 Each round offers one user `num_candidates` movies drawn from all 1,682. A
 uniform-random logging policy serves one candidate per round (propensity
 1 / C) and records its noisy rating; the rows are split 4:1. Each agent trains
-on the train rows with the trainer's own code and is then judged twice:
+on the train rows with the trainer's own code, is exported as the trainer
+exports it (SavedModel, sidecar, item catalogue) and is then judged twice:
 
 * its true value: the simulator's expected reward of the candidates it picks
   on fresh rounds, next to the oracle's (the best candidate of each round);
@@ -16,6 +17,7 @@ the anchor row: the project's per-arm LinUCB must match it.
 
 import dataclasses
 import pathlib
+import tempfile
 import time
 from typing import Callable, Dict, List, Sequence, Union
 
@@ -24,7 +26,10 @@ import tensorflow as tf
 from tf_agents.bandits.agents import lin_ucb_agent
 
 from bandit_core import agent_names, per_arm_features, per_arm_linear_policy
+from bandit_core.item_catalogue import ItemCatalogue
+from bandit_core.saved_policy import load_saved_policy
 from custom_components.bandit_trainer import per_arm_agents
+from custom_components.bandit_trainer.per_arm_export import save_per_arm_policy
 from custom_components.bandit_trainer.per_arm_training import (
     PerArmTrainedPolicy,
     train_per_arm_policy,
@@ -246,22 +251,29 @@ def run_per_arm_agents(
 
     results = []
     rng = np.random.default_rng([seed, 30])
-    for name in agents:
-        trained = train_per_arm_policy(
-            dataclasses.replace(settings, agent=name, seed=seed),
-            train_global,
-            train_arms,
-            train_rewards,
-            num_candidates,
-        )
-        if trained.statistics is not None:
-            choose = linear_chooser(trained, rng)
-            stochastic = name in (agent_names.PER_ARM_LINTS, agent_names.INTERACTION_LINTS)
-        else:
-            choose = policy_chooser(name, trained.agent.policy)
-            stochastic = name != agent_names.PER_ARM_NEURAL_LINUCB
-        draws = _POLICY_SAMPLES if stochastic else 1
-        results.append(judge(name, choose, draws, trained.training_seconds))
+    movie_ids = np.arange(1, bandit.num_movies + 1)
+    catalogue = ItemCatalogue(
+        movie_ids, movielens_per_arm.arm_features(bandit, movie_ids), f"movielens-svd-k{rank_k}"
+    )
+    with tempfile.TemporaryDirectory(prefix="per-arm-report-") as work_dir:
+        for name in agents:
+            trained = train_per_arm_policy(
+                dataclasses.replace(settings, agent=name, seed=seed),
+                train_global,
+                train_arms,
+                train_rewards,
+                num_candidates,
+            )
+            policy_dir = str(pathlib.Path(work_dir) / name)
+            save_per_arm_policy(trained, catalogue, policy_dir)
+            if trained.statistics is not None:
+                choose = linear_chooser(trained, rng)
+                stochastic = name in (agent_names.PER_ARM_LINTS, agent_names.INTERACTION_LINTS)
+            else:
+                choose = policy_chooser(name, load_saved_policy(policy_dir))
+                stochastic = name != agent_names.PER_ARM_NEURAL_LINUCB
+            draws = _POLICY_SAMPLES if stochastic else 1
+            results.append(judge(name, choose, draws, trained.training_seconds))
     if with_anchor:
         started = time.perf_counter()
         anchor = train_tf_agents_anchor(
