@@ -142,12 +142,25 @@ def run_agents(
     return results
 
 
+def estimate_cells(estimates: Mapping[str, ope.Estimate]) -> str:
+    """The four estimates as Markdown cells: "value [lower, upper]" each."""
+    return " | ".join(
+        f"{e.value:.3f} [{e.lower:.3f}, {e.upper:.3f}]"
+        for e in (estimates[name] for name in ope.ESTIMATORS)
+    )
+
+
+def reference_rows(group: int, uniform_value: float, oracle_value: float, empty: int) -> List[str]:
+    """Uniform random's and the oracle's rows: value, regret, % of oracle, `empty` blank cells."""
+    return [
+        f"| {group} | {label} | {value:.4f} | {oracle_value - value:.4f} "
+        f"| {value / oracle_value:.1%} |" + " |" * empty
+        for label, value in (("uniform random", uniform_value), ("oracle", oracle_value))
+    ]
+
+
 def markdown_table(results: Sequence[AgentResult]) -> str:
     """One row per agent and number of arms, plus random and oracle per arm count."""
-
-    def interval(estimate: ope.Estimate) -> str:
-        return f"{estimate.value:.3f} [{estimate.lower:.3f}, {estimate.upper:.3f}]"
-
     lines = [
         "| arms | policy | average reward (true value) | regret | % of oracle "
         "| IPS | SNIPS | DM | DR | training s |",
@@ -158,19 +171,11 @@ def markdown_table(results: Sequence[AgentResult]) -> str:
         for r in rows:
             lines.append(
                 f"| {num_actions} | {r.agent} | {r.average_reward:.4f} | {r.regret:.4f} "
-                f"| {r.fraction_of_oracle:.1%} | "
-                + " | ".join(interval(r.estimates[name]) for name in ope.ESTIMATORS)
-                + f" | {r.training_seconds:.2f} |"
+                f"| {r.fraction_of_oracle:.1%} | {estimate_cells(r.estimates)} "
+                f"| {r.training_seconds:.2f} |"
             )
         first = rows[0]
-        for label, value in (
-            ("uniform random", first.uniform_random_value),
-            ("oracle", first.oracle_value),
-        ):
-            lines.append(
-                f"| {num_actions} | {label} | {value:.4f} | {first.oracle_value - value:.4f} "
-                f"| {value / first.oracle_value:.1%} | | | | | |"
-            )
+        lines += reference_rows(num_actions, first.uniform_random_value, first.oracle_value, 5)
     return "\n".join(lines) + "\n"
 
 

@@ -40,6 +40,7 @@ from custom_components.movielens_generator.per_arm_logged_data import (
 )
 from custom_components.policy_evaluator import candidate_sets, ope
 from simulation import movielens_per_arm
+from tfx_pipeline.reports.agent_report import estimate_cells, reference_rows
 
 TABLE_FILE = "per_arm_report.md"
 TF_AGENTS_ANCHOR = "TF-Agents PerArmLinUCB (agent.train)"
@@ -287,10 +288,6 @@ def run_per_arm_agents(
 
 def markdown_table(results: Sequence[PerArmAgentResult]) -> str:
     """One row per agent, then uniform random and the oracle, per candidate-set size."""
-
-    def interval(estimate: ope.Estimate) -> str:
-        return f"{estimate.value:.3f} [{estimate.lower:.3f}, {estimate.upper:.3f}]"
-
     lines = [
         "| candidates | policy | true value | regret | % of oracle | IPS | SNIPS | DM | DR "
         "| DR error | training s |",
@@ -302,19 +299,11 @@ def markdown_table(results: Sequence[PerArmAgentResult]) -> str:
             dr_error = (r.estimates["dr"].value - r.true_value) / abs(r.true_value)
             lines.append(
                 f"| {size} | {r.agent} | {r.true_value:.4f} | {r.regret:.4f} "
-                f"| {r.fraction_of_oracle:.1%} | "
-                + " | ".join(interval(r.estimates[name]) for name in ope.ESTIMATORS)
-                + f" | {dr_error:+.1%} | {r.training_seconds:.2f} |"
+                f"| {r.fraction_of_oracle:.1%} | {estimate_cells(r.estimates)} "
+                f"| {dr_error:+.1%} | {r.training_seconds:.2f} |"
             )
         first = rows[0]
-        for label, value in (
-            ("uniform random", first.uniform_random_value),
-            ("oracle", first.oracle_value),
-        ):
-            lines.append(
-                f"| {size} | {label} | {value:.4f} | {first.oracle_value - value:.4f} "
-                f"| {value / first.oracle_value:.1%} | | | | | | |"
-            )
+        lines += reference_rows(size, first.uniform_random_value, first.oracle_value, 6)
     return "\n".join(lines) + "\n"
 
 
