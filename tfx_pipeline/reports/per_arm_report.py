@@ -60,8 +60,10 @@ _BLOCK_CANDIDATES = 1 << 15
 _POLICY_SAMPLES = 16
 _ANCHOR_BATCH = 1024
 
-# (global [N, dg], arms [N, C, da]) -> [N] chosen candidate positions.
-Chooser = Callable[[np.ndarray, np.ndarray], np.ndarray]
+# (global [N, dg], arms [N, C, da], draws) -> [N, C] the average one-hot of
+# `draws` choices per round: pi(c | x_n) for draws -> infinity, one served
+# choice per round for draws = 1.
+Policy = Callable[[np.ndarray, np.ndarray, int], np.ndarray]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -87,62 +89,66 @@ class PerArmAgentResult:
         return self.oracle_value - self.true_value
 
 
-def linear_chooser(trained: PerArmTrainedPolicy, rng: np.random.Generator) -> Chooser:
-    """The linear agents' choice in NumPy, equal to their SavedModel's `action`."""
+def _one_hot_average(choices: np.ndarray, num_candidates: int) -> np.ndarray:
+    """[draws, N] choices -> [N, C] the share of draws that chose each candidate."""
+    draws, rows = choices.shape
+    counts = np.zeros((rows, num_candidates))
+    np.add.at(counts, (np.tile(np.arange(rows), draws), choices.ravel()), 1.0)
+    return counts / draws
+
+
+def linear_policy(trained: PerArmTrainedPolicy, rng: np.random.Generator) -> Policy:
+    """The linear agents' choices in NumPy, equal to their SavedModel's `action`.
+
+    Thompson sampling's draws share one posterior mean and spread per block.
+    """
     statistics, settings = trained.statistics, trained.settings
     sampled = settings.agent in (agent_names.PER_ARM_LINTS, agent_names.INTERACTION_LINTS)
 
-    def choose(global_features: np.ndarray, arms: np.ndarray) -> np.ndarray:
+    def probabilities(global_features: np.ndarray, arms: np.ndarray, draws: int) -> np.ndarray:
         contexts = per_arm_features.linear_contexts(settings.agent, global_features, arms)
         if not sampled:
-            return np.argmax(
-                per_arm_linear_policy.ucb_scores(
-                    statistics.cov_matrix,
-                    statistics.data_vector,
-                    settings.tikhonov_weight,
-                    settings.alpha,
-                    contexts,
-                ),
-                axis=1,
+            scores = per_arm_linear_policy.ucb_scores(
+                statistics.cov_matrix,
+                statistics.data_vector,
+                settings.tikhonov_weight,
+                settings.alpha,
+                contexts,
             )
+            return _one_hot_average(np.argmax(scores, axis=1)[None], arms.shape[1])
         mean, std = per_arm_linear_policy.mean_and_std(
             statistics.cov_matrix, statistics.data_vector, settings.tikhonov_weight, contexts
         )
-        return np.argmax(mean + settings.alpha * std * rng.standard_normal(mean.shape), axis=1)
+        noise = rng.standard_normal((draws,) + mean.shape)
+        sampled_scores = mean + settings.alpha * std * noise
+        return _one_hot_average(np.argmax(sampled_scores, axis=2), arms.shape[1])
 
-    return choose
+    return probabilities
 
 
-def policy_chooser(agent_name: str, policy) -> Chooser:
+def saved_policy(agent_name: str, policy) -> Policy:
     """A TF-Agents per-arm policy's `action`, fed the features it was trained on."""
 
-    def choose(global_features: np.ndarray, arms: np.ndarray) -> np.ndarray:
+    def probabilities(global_features: np.ndarray, arms: np.ndarray, draws: int) -> np.ndarray:
         observed = per_arm_features.policy_arm_features(agent_name, global_features, arms)
         step = per_arm_agents.per_arm_time_step(global_features, observed)
-        return policy.action(step).action.numpy()
+        choices = np.stack([policy.action(step).action.numpy() for _ in range(draws)])
+        return _one_hot_average(choices, arms.shape[1])
 
-    return choose
+    return probabilities
 
 
-def _choose_in_blocks(choose: Chooser, global_features: np.ndarray, arms: np.ndarray) -> np.ndarray:
+def in_blocks(
+    policy: Policy, global_features: np.ndarray, arms: np.ndarray, draws: int
+) -> np.ndarray:
+    """`policy` over all rounds, a block of rounds at a time."""
     rounds = max(1, _BLOCK_CANDIDATES // arms.shape[1])
     return np.concatenate(
         [
-            choose(global_features[s : s + rounds], arms[s : s + rounds])
+            policy(global_features[s : s + rounds], arms[s : s + rounds], draws)
             for s in range(0, len(global_features), rounds)
         ]
     )
-
-
-def target_probabilities(
-    choose: Chooser, global_features: np.ndarray, arms: np.ndarray, draws: int
-) -> np.ndarray:
-    """[N, C] pi(c | x_n): the average one-hot of `draws` choices (1 for a deterministic policy)."""
-    total = np.zeros(arms.shape[:2])
-    rows = np.arange(len(arms))
-    for _ in range(draws):
-        total[rows, _choose_in_blocks(choose, global_features, arms)] += 1.0
-    return total / draws
 
 
 def train_tf_agents_anchor(
@@ -165,7 +171,11 @@ def train_tf_agents_anchor(
         dtype=tf.float32,
     )
     agent.initialize()
-    train = tf.function(lambda u, v, r: agent.train(per_arm_agents.per_arm_trajectory(u, v, r)).loss)
+
+    @tf.function
+    def train(u, v, r):
+        return agent.train(per_arm_agents.per_arm_trajectory(u, v, r)).loss
+
     for start in range(0, len(rewards), _ANCHOR_BATCH):
         rows = slice(start, start + _ANCHOR_BATCH)
         train(
@@ -229,9 +239,9 @@ def run_per_arm_agents(
     oracle = movielens_per_arm.oracle_value(bandit, fresh.user_ids, fresh.candidate_ids)
     uniform = movielens_per_arm.uniform_random_value(bandit, fresh.user_ids, fresh.candidate_ids)
 
-    def judge(name: str, choose: Chooser, draws: int, seconds: float) -> PerArmAgentResult:
-        chosen = _choose_in_blocks(choose, fresh_global, fresh_arms)
-        pi = target_probabilities(choose, eval_global, eval_arms, draws)
+    def judge(name: str, policy: Policy, draws: int, seconds: float) -> PerArmAgentResult:
+        chosen = np.argmax(in_blocks(policy, fresh_global, fresh_arms, 1), axis=1)
+        pi = in_blocks(policy, eval_global, eval_arms, draws)
         result = PerArmAgentResult(
             agent=name,
             num_candidates=num_candidates,
@@ -268,21 +278,21 @@ def run_per_arm_agents(
             policy_dir = str(pathlib.Path(work_dir) / name)
             save_per_arm_policy(trained, catalogue, policy_dir)
             if trained.statistics is not None:
-                choose = linear_chooser(trained, rng)
+                policy = linear_policy(trained, rng)
                 stochastic = name in (agent_names.PER_ARM_LINTS, agent_names.INTERACTION_LINTS)
             else:
-                choose = policy_chooser(name, load_saved_policy(policy_dir))
+                policy = saved_policy(name, load_saved_policy(policy_dir))
                 stochastic = name != agent_names.PER_ARM_NEURAL_LINUCB
             draws = _POLICY_SAMPLES if stochastic else 1
-            results.append(judge(name, choose, draws, trained.training_seconds))
+            results.append(judge(name, policy, draws, trained.training_seconds))
     if with_anchor:
         started = time.perf_counter()
         anchor = train_tf_agents_anchor(
             train_global, train_arms, train_rewards, num_candidates, settings
         )
         seconds = time.perf_counter() - started
-        choose = policy_chooser(agent_names.PER_ARM_LINUCB, anchor.policy)
-        results.append(judge(TF_AGENTS_ANCHOR, choose, 1, seconds))
+        policy = saved_policy(agent_names.PER_ARM_LINUCB, anchor.policy)
+        results.append(judge(TF_AGENTS_ANCHOR, policy, 1, seconds))
     return results
 
 
