@@ -4,7 +4,6 @@ then traces up and down, by model version, push directory and event id, and the 
 import argparse
 import collections
 import dataclasses
-import datetime
 import json
 import pathlib
 import shutil
@@ -49,6 +48,7 @@ NUM_SERVED = 400
 SERVED_EVENT = "served-0005"
 BATCH = LoggedInteractions.TYPE_NAME  # the Generator's output type, whatever it is named
 WINDOW = ("2000-01-01T00:00:00+00:00", "2100-01-01T00:00:00+00:00")
+SERVED_AT = "2026-06-01T08:00:00+00:00"
 TRAINING_EDGES = {
     ("MovieLensGenerator", "output", BATCH),
     (BATCH, "wrote", "table local-proj.mlbandits.logged_interactions"),
@@ -124,7 +124,9 @@ def _log_served_predictions(
     """What the prediction server and the reward reporter would have logged."""
     bandit = load_movielens_bandit("", config.movielens.rank_k, config.movielens.num_actions)
     batch = logged_data.simulate_uniform_logging(bandit, NUM_SERVED, seed=99)
-    now = datetime.datetime.now(datetime.timezone.utc).isoformat()
+    # A fixed time: ExampleGen hashes whole examples into splits, event time included,
+    # so a fixed time keeps the retraining split, and with it the blessing, the same.
+    now = SERVED_AT
     ids = [f"served-{i:04d}" for i in range(NUM_SERVED)]
     predictions = [
         {
