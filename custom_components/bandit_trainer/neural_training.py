@@ -7,6 +7,8 @@ per-arm statistics and is computed in one vectorised pass after its encoder is
 trained.
 """
 
+from typing import Sequence
+
 import numpy as np
 import tensorflow as tf
 from tf_agents.bandits.agents.neural_epsilon_greedy_agent import NeuralEpsilonGreedyAgent
@@ -55,24 +57,37 @@ def logged_batches(
     epochs: int,
     seed: int,
 ) -> tf.data.Dataset:
-    """`epochs` reshuffled passes over the rows in batches of `batch_size`.
+    """`epochs` reshuffled passes over the logged rows (see `shuffled_batches`)."""
+    return shuffled_batches(
+        (
+            np.asarray(observations, np.float32),
+            np.asarray(actions, np.int32),
+            np.asarray(rewards, np.float32),
+        ),
+        batch_size,
+        epochs,
+        seed,
+    )
+
+
+def shuffled_batches(
+    columns: Sequence[np.ndarray], batch_size: int, epochs: int, seed: int
+) -> tf.data.Dataset:
+    """`epochs` reshuffled passes over equally long columns, a tuple of batches per element.
 
     The shuffle is one seeded permutation per epoch and each element of the
     dataset is a whole batch gathered from in-memory columns: per-row
     `shuffle().batch()` costs microseconds per row, which would dominate.
     """
     rng = np.random.default_rng(seed)
-    order = tf.constant(np.concatenate([rng.permutation(len(actions)) for _ in range(epochs)]))
-    columns = (
-        tf.constant(np.asarray(observations, np.float32)),
-        tf.constant(np.asarray(actions, np.int32)),
-        tf.constant(np.asarray(rewards, np.float32)),
-    )
-    num_batches = -(-len(actions) * epochs // batch_size)
+    num_rows = len(columns[0])
+    order = tf.constant(np.concatenate([rng.permutation(num_rows) for _ in range(epochs)]))
+    tensors = tuple(tf.constant(column) for column in columns)
+    num_batches = -(-num_rows * epochs // batch_size)
 
     def gather(index: tf.Tensor):
         rows = order[index * batch_size : (index + 1) * batch_size]
-        return tuple(tf.gather(column, rows) for column in columns)
+        return tuple(tf.gather(column, rows) for column in tensors)
 
     return (
         tf.data.Dataset.range(num_batches)

@@ -40,6 +40,7 @@ from bandit_core.per_arm_statistics import (
     per_arm_statistics,
     zero_per_arm_statistics,
 )
+from custom_components.bandit_trainer import neural_training
 from custom_components.bandit_trainer.agents import StatisticsVariableCollection
 
 _PER_ARM_LINEAR_AGENT_CLASSES = {
@@ -400,7 +401,7 @@ def per_arm_batches(
 ) -> tf.data.Dataset:
     """`epochs` reshuffled passes over the logged rows in batches of `batch_size`.
 
-    As `neural_training.logged_batches`: one seeded permutation per epoch, and
+    As `neural_training.shuffled_batches`: one seeded permutation per epoch, and
     each dataset element is a whole batch (global [b, dg], chosen arm [b, da],
     reward [b]) gathered from the in-memory columns.
 
@@ -412,22 +413,14 @@ def per_arm_batches(
       epochs: passes over the rows.
       seed: seeds the permutations.
     """
-    rng = np.random.default_rng(seed)
-    order = tf.constant(np.concatenate([rng.permutation(len(rewards)) for _ in range(epochs)]))
-    columns = tuple(
-        tf.constant(np.asarray(column, np.float32))
-        for column in (global_features, chosen_arm_features, rewards)
-    )
-    num_batches = -(-len(rewards) * epochs // batch_size)
-
-    def gather(index: tf.Tensor):
-        rows = order[index * batch_size : (index + 1) * batch_size]
-        return tuple(tf.gather(column, rows) for column in columns)
-
-    return (
-        tf.data.Dataset.range(num_batches)
-        .map(gather, num_parallel_calls=tf.data.AUTOTUNE)
-        .prefetch(tf.data.AUTOTUNE)
+    return neural_training.shuffled_batches(
+        tuple(
+            np.asarray(column, np.float32)
+            for column in (global_features, chosen_arm_features, rewards)
+        ),
+        batch_size,
+        epochs,
+        seed,
     )
 
 
