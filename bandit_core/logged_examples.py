@@ -2,6 +2,7 @@
 
 import dataclasses
 import os
+from typing import Any, Dict, List, Tuple
 
 import numpy as np
 import tensorflow as tf
@@ -38,9 +39,6 @@ def read_split(
 
     Raises ValueError naming the directory when it holds no examples.
     """
-    files = tf.io.gfile.glob(os.path.join(split_dir, "*.gz"))
-    if not files:
-        raise ValueError(f"no example files (*.gz) in {split_dir}; did ExampleGen write this split?")
     defaults = (
         {
             columns.OBSERVATION: [np.nan] * observation_dim,
@@ -61,20 +59,125 @@ def read_split(
             [], tf.float32, defaults.get(columns.PROPENSITY)
         ),
     }
+    parsed = _parse_split(split_dir, spec, batch_size)
+    return LoggedColumns(
+        observations=parsed[columns.OBSERVATION],
+        actions=parsed[columns.ACTION],
+        rewards=parsed[columns.REWARD],
+        propensities=parsed[columns.PROPENSITY],
+    )
+
+
+@dataclasses.dataclass(frozen=True)
+class PerArmColumns:
+    """A per-arm split's columns, row-aligned.
+
+    Attributes:
+      user_ids: [N] MovieLens user ids, 0 where a row has none.
+      global_features: [N, dg] each row's user (the `observation` column).
+      slots: [N] the served movie's position among its candidates (`action`).
+      rewards: [N] observed rewards.
+      propensities: [N] the logging policy's probability of the served movie.
+      candidate_ids: [N, C] the movies offered.
+      movie_ids: [N] the movie served.
+      arm_features: [N, da] the served movie's features, joined at ingestion.
+    """
+
+    user_ids: np.ndarray
+    global_features: np.ndarray
+    slots: np.ndarray
+    rewards: np.ndarray
+    propensities: np.ndarray
+    candidate_ids: np.ndarray
+    movie_ids: np.ndarray
+    arm_features: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.slots)
+
+
+def read_per_arm_split(
+    split_dir: str, global_dim: int, arm_dim: int, num_candidates: int, batch_size: int = 8192
+) -> PerArmColumns:
+    """Parses a per-arm split (see `columns.PER_ARM_EXAMPLE_FEATURES`).
+
+    Raises ValueError naming the directory when it holds no examples; a row
+    missing a feature or of another length fails the parse.
+    """
+    spec = {
+        columns.USER_ID: tf.io.FixedLenFeature([], tf.int64, default_value=0),
+        columns.OBSERVATION: tf.io.FixedLenFeature([global_dim], tf.float32),
+        columns.ACTION: tf.io.FixedLenFeature([], tf.int64),
+        columns.REWARD: tf.io.FixedLenFeature([], tf.float32),
+        columns.PROPENSITY: tf.io.FixedLenFeature([], tf.float32),
+        columns.CANDIDATE_MOVIE_IDS: tf.io.FixedLenFeature([num_candidates], tf.int64),
+        columns.MOVIE_ID: tf.io.FixedLenFeature([], tf.int64),
+        columns.ARM_FEATURES: tf.io.FixedLenFeature([arm_dim], tf.float32),
+    }
+    parsed = _parse_split(split_dir, spec, batch_size)
+    return PerArmColumns(
+        user_ids=parsed[columns.USER_ID],
+        global_features=parsed[columns.OBSERVATION],
+        slots=parsed[columns.ACTION],
+        rewards=parsed[columns.REWARD],
+        propensities=parsed[columns.PROPENSITY],
+        candidate_ids=parsed[columns.CANDIDATE_MOVIE_IDS],
+        movie_ids=parsed[columns.MOVIE_ID],
+        arm_features=parsed[columns.ARM_FEATURES],
+    )
+
+
+def read_items_split(split_dir: str, batch_size: int = 8192) -> Tuple[np.ndarray, np.ndarray]:
+    """([M] movie ids, [M, da] features) of an items split, which ExampleGen wrote.
+
+    Raises ValueError when the split is empty or its movies' feature lengths differ.
+    """
+    spec = {
+        columns.MOVIE_ID: tf.io.FixedLenFeature([], tf.int64),
+        columns.FEATURES: tf.io.RaggedFeature(tf.float32),
+    }
+    files = _split_files(split_dir)
+    ids, features = [], []
     dataset = (
         tf.data.TFRecordDataset(files, compression_type="GZIP")
         .batch(batch_size)
         .map(lambda records: tf.io.parse_example(records, spec))
     )
-    parts = {name: [] for name in spec}
+    for batch in dataset:
+        ids.append(batch[columns.MOVIE_ID].numpy())
+        lengths = set(batch[columns.FEATURES].row_lengths().numpy().tolist())
+        if len(lengths) != 1:
+            raise ValueError(
+                f"movies in {split_dir} have features of lengths {sorted(lengths)}; "
+                "one feature version has one length"
+            )
+        features.append(batch[columns.FEATURES].to_tensor().numpy())
+    if not ids:
+        raise ValueError(f"split {split_dir} holds no movies")
+    widths = {f.shape[1] for f in features}
+    if len(widths) != 1:
+        raise ValueError(f"movies in {split_dir} have features of lengths {sorted(widths)}")
+    return np.concatenate(ids), np.concatenate(features)
+
+
+def _split_files(split_dir: str) -> List[str]:
+    files = tf.io.gfile.glob(os.path.join(split_dir, "*.gz"))
+    if not files:
+        raise ValueError(f"no example files (*.gz) in {split_dir}; did ExampleGen write this split?")
+    return files
+
+
+def _parse_split(split_dir: str, spec: Dict[str, Any], batch_size: int) -> Dict[str, np.ndarray]:
+    """Every example of the split, parsed with `spec`, as one array per feature."""
+    dataset = (
+        tf.data.TFRecordDataset(_split_files(split_dir), compression_type="GZIP")
+        .batch(batch_size)
+        .map(lambda records: tf.io.parse_example(records, spec))
+    )
+    parts: Dict[str, list] = {name: [] for name in spec}
     for batch in dataset.as_numpy_iterator():
         for name, values in batch.items():
             parts[name].append(values)
     if not parts[columns.ACTION]:
         raise ValueError(f"split {split_dir} holds no examples")
-    return LoggedColumns(
-        observations=np.concatenate(parts[columns.OBSERVATION]),
-        actions=np.concatenate(parts[columns.ACTION]),
-        rewards=np.concatenate(parts[columns.REWARD]),
-        propensities=np.concatenate(parts[columns.PROPENSITY]),
-    )
+    return {name: np.concatenate(values) for name, values in parts.items()}

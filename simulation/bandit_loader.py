@@ -14,8 +14,7 @@ def load_movielens_bandit(
     An empty `data_dir` means the default location (see
     `movielens_data.default_data_dir`).
     """
-    directory = pathlib.Path(data_dir) if data_dir else movielens_data.default_data_dir()
-    ratings = movielens_data.load_ratings(movielens_data.ensure_movielens(directory))
+    ratings = movielens_data.load_ratings(movielens_data.find_movielens(data_dir))
     return movielens_environment.build_movielens_bandit(
         movielens_data.ratings_matrix(ratings), rank_k=rank_k, num_actions=num_actions
     )

@@ -20,7 +20,7 @@ import urllib.error
 import urllib.request
 import zipfile
 from pathlib import Path
-from typing import List, Set, Tuple
+from typing import List, Set, Tuple, Union
 
 import numpy as np
 
@@ -177,6 +177,11 @@ def default_data_dir() -> Path:
     if (shared / RATINGS_FILE).is_file():
         return shared
     return _REPO_ROOT / "data" / "ml-100k"
+
+
+def find_movielens(data_dir: Union[str, Path] = "") -> Path:
+    """`data_dir`, or the default location when empty, checked or downloaded."""
+    return ensure_movielens(Path(data_dir) if data_dir else default_data_dir())
 
 
 def ensure_movielens(

@@ -118,6 +118,15 @@ class MovieLensPerArmBandit:
         return self.rank_k + int(self.movie_metadata.shape[1])
 
 
+def item_feature_version(rank_k: int, movie_metadata: bool = False) -> str:
+    """Names the movie features `arm_features` gives a bandit built with these settings.
+
+    Stored with every items-table row and policy catalogue, so a policy is
+    never served or trained with movie features of another kind.
+    """
+    return f"movielens-svd-k{rank_k}" + ("-genres-year" if movie_metadata else "")
+
+
 class RoundBatch(NamedTuple):
     """One batch of rounds: a user and their candidate movies per row.
 
@@ -456,9 +465,7 @@ def load_per_arm_bandit(
     `movielens_data.default_data_dir`). `u.user` and `u.item` are read only
     when their features are asked for.
     """
-    directory = movielens_data.ensure_movielens(
-        pathlib.Path(data_dir) if data_dir else movielens_data.default_data_dir()
-    )
+    directory = movielens_data.find_movielens(data_dir)
     ratings = movielens_data.load_ratings(directory)
     return build_per_arm_bandit(
         movielens_data.ratings_matrix(ratings),

@@ -16,12 +16,15 @@ import types
 import typing
 from typing import Any, Mapping, Optional
 
+from bandit_core.agent_names import AGENTS, PER_ARM_AGENTS
 from bandit_core.bigquery.settings import BigQueryConfig
 from bandit_core.errors import ConfigError
 from bandit_core.errors import require as _require
+from bandit_core.policy_metadata import CLASSIC, PER_ARM
 from custom_components.bandit_trainer.settings import TrainerSettings
 from custom_components.policy_evaluator.settings import EvaluatorSettings
 from serving.settings import ServingSettings
+from simulation import movielens_data, movielens_per_arm
 from tfx_pipeline.demo_loop.settings import LoopConfig
 from tfx_pipeline.vertex.config import VertexConfig
 
@@ -30,18 +33,78 @@ REPO_ROOT = pathlib.Path(__file__).resolve().parent.parent
 
 @dataclasses.dataclass(frozen=True)
 class MovieLensConfig:
-    """Where the data lives and how the bandit problem is cut from it."""
+    """Where the data lives and how the bandit problem is cut from it.
+
+    Attributes:
+      data_dir: MovieLens 100K ("" for the shared copy or a verified download).
+      rank_k: SVD rank, the length of user and movie vectors.
+      problem: "classic" (the same `num_actions` movies every round, exact
+        rewards) or "per_arm" (`num_candidates` movies drawn from all 1,682
+        per round, each with its own features, noisy rewards).
+      num_actions: the classic problem's movies.
+      num_candidates: the per-arm problem's candidates per round.
+      noise_sd: standard deviation of the per-arm problem's rating noise (0
+        reproduces TF-Agents' noise-free environment).
+      user_demographics: per-arm global features add age, gender, occupation.
+      movie_metadata: per-arm movie features add genres and release year.
+    """
 
     data_dir: str = ""
     rank_k: int = 20
+    problem: str = CLASSIC
     num_actions: int = 20
+    num_candidates: int = 50
+    noise_sd: float = 1.0
+    user_demographics: bool = False
+    movie_metadata: bool = False
+
+    @property
+    def per_arm(self) -> bool:
+        return self.problem == PER_ARM
+
+    @property
+    def observation_dim(self) -> int:
+        """Length of a logged row's `observation`: the user's (global) features."""
+        if not self.per_arm:
+            return self.rank_k
+        return self.rank_k + (movielens_per_arm.DEMOGRAPHICS_DIM if self.user_demographics else 0)
+
+    @property
+    def arm_dim(self) -> int:
+        """Length of a movie's features in the items table (per-arm problem)."""
+        return self.rank_k + (movielens_per_arm.METADATA_DIM if self.movie_metadata else 0)
+
+    @property
+    def feature_version(self) -> str:
+        """Names the movie features of the items table that this problem uses."""
+        return movielens_per_arm.item_feature_version(self.rank_k, self.movie_metadata)
+
+    @property
+    def actions_per_round(self) -> int:
+        """What a policy chooses among: movies (classic) or candidate slots (per-arm)."""
+        return self.num_candidates if self.per_arm else self.num_actions
 
     def validate(self) -> None:
         _require(self.rank_k >= 1, "movielens.rank_k", "must be >= 1")
         _require(
-            1 <= self.num_actions <= 1682,
+            self.problem in (CLASSIC, PER_ARM),
+            "movielens.problem",
+            f"{self.problem!r} is not a problem; choose {CLASSIC} or {PER_ARM}",
+        )
+        _require(
+            1 <= self.num_actions <= movielens_data.NUM_ITEMS,
             "movielens.num_actions",
             "must be between 1 and 1682 (the movies in MovieLens 100K)",
+        )
+        _require(
+            2 <= self.num_candidates <= movielens_data.NUM_ITEMS,
+            "movielens.num_candidates",
+            "must be between 2 and 1682 (the whole catalogue)",
+        )
+        _require(
+            math.isfinite(self.noise_sd) and self.noise_sd >= 0.0,
+            "movielens.noise_sd",
+            "must be finite and >= 0 (0 gives TF-Agents' noise-free rewards)",
         )
 
 
@@ -161,6 +224,13 @@ class PipelineConfig:
             section = getattr(self, field.name)
             if dataclasses.is_dataclass(section):
                 section.validate()
+        agents = PER_ARM_AGENTS if self.movielens.per_arm else AGENTS
+        _require(
+            self.trainer.agent in agents,
+            "trainer.agent",
+            f"{self.trainer.agent!r} does not fit movielens.problem={self.movielens.problem}; "
+            f"choose one of {', '.join(agents)}",
+        )
         return self
 
     def replace(self, **sections: Mapping[str, Any]) -> "PipelineConfig":

@@ -15,9 +15,15 @@ from bandit_core.bigquery.clients import BigQueryEndpoints
 from custom_components.bandit_schema_gen.component import BanditSchemaGen
 from custom_components.bandit_trainer.component import BanditTrainer
 from custom_components.bandit_trainer.vertex_job import VertexJobBanditTrainer
-from custom_components.bigquery_ingester.component import bigquery_example_gen
+from custom_components.bigquery_ingester.component import (
+    bigquery_example_gen,
+    bigquery_items_gen,
+)
 from custom_components.bigquery_ingester.queries import (
     build_examples_query,
+    build_items_query,
+    build_per_arm_examples_query,
+    build_per_arm_serving_logs_query,
     build_serving_logs_query,
 )
 from custom_components.movielens_generator.component import MovieLensGenerator
@@ -66,12 +72,12 @@ def create_pipeline(
         set the trainer step runs the training there instead of in-process.
     """
     components = []
-    bq = config.bigquery
+    bq, movielens = config.bigquery, config.movielens
     if not retraining:
         generator = MovieLensGenerator(
-            movielens_dir=config.movielens.data_dir,
-            rank_k=config.movielens.rank_k,
-            num_actions=config.movielens.num_actions,
+            movielens_dir=movielens.data_dir,
+            rank_k=movielens.rank_k,
+            num_actions=movielens.num_actions,
             num_events=config.generator.num_events,
             seed=config.generator.seed,
             bigquery_project=endpoints.project,
@@ -79,6 +85,12 @@ def create_pipeline(
             bigquery_table=bq.table,
             bigquery_rest_endpoint=endpoints.rest_endpoint or "",
             bigquery_grpc_endpoint=endpoints.grpc_endpoint or "",
+            problem=movielens.problem,
+            num_candidates=movielens.num_candidates,
+            noise_sd=movielens.noise_sd,
+            user_demographics=movielens.user_demographics,
+            movie_metadata=movielens.movie_metadata,
+            bigquery_items_table=bq.items_table,
         )
         components.append(generator)
 
@@ -89,15 +101,28 @@ def create_pipeline(
         endpoints=endpoints,
         scratch_dataset=bq.scratch_dataset,
     )
+    items_gen = None
+    if movielens.per_arm:
+        items_gen = bigquery_items_gen(
+            build_items_query(
+                f"{endpoints.project}.{bq.dataset}.{bq.items_table}", movielens.feature_version
+            ),
+            endpoints,
+            bq.scratch_dataset,
+        )
+        components.append(items_gen)
     if not retraining:
         example_gen.add_upstream_node(generator)
+        if items_gen is not None:
+            items_gen.add_upstream_node(generator)
     statistics_gen = tfx.components.StatisticsGen(examples=example_gen.outputs["examples"])
     schema_gen = BanditSchemaGen(
-        observation_dim=config.movielens.rank_k,
-        num_actions=config.movielens.num_actions,
+        observation_dim=movielens.observation_dim,
+        num_actions=movielens.actions_per_round,
         reward_min=config.validation.reward_min,
         reward_max=config.validation.reward_max,
         min_propensity=config.validation.min_propensity,
+        arm_dim=movielens.arm_dim if movielens.per_arm else 0,
     )
     example_validator = tfx.components.ExampleValidator(
         statistics=statistics_gen.outputs["statistics"], schema=schema_gen.outputs["schema"]
@@ -105,10 +130,16 @@ def create_pipeline(
     trainer_args = dict(
         examples=example_gen.outputs["examples"],
         example_anomalies=example_validator.outputs["anomalies"],
-        observation_dim=config.movielens.rank_k,
-        num_actions=config.movielens.num_actions,
+        observation_dim=movielens.observation_dim,
+        num_actions=movielens.actions_per_round,
         settings=config.trainer,
     )
+    if items_gen is not None:
+        trainer_args.update(
+            items=items_gen.outputs["examples"],
+            arm_dim=movielens.arm_dim,
+            feature_version=movielens.feature_version,
+        )
     if vertex_training_job is None:
         trainer = BanditTrainer(**trainer_args)
     else:
@@ -120,8 +151,9 @@ def create_pipeline(
         baseline_model=baseline.outputs["model"],
         reward_min=config.validation.reward_min,
         reward_max=config.validation.reward_max,
-        movielens_dir=config.movielens.data_dir,
+        movielens_dir=movielens.data_dir,
         settings=config.evaluator,
+        rank_k=movielens.rank_k,
     )
     pusher = deploy.pusher(
         trainer.outputs["model"], evaluator.outputs["blessing"], push_base_directory, vertex_push
@@ -147,8 +179,30 @@ def create_pipeline(
 
 
 def _examples_query(config: PipelineConfig, project: str, retraining: bool) -> str:
-    """Training reads the logged-interactions table; retraining reads serving logs."""
-    bq, ingestion = config.bigquery, config.ingestion
+    """Training reads the logged-interactions table; retraining reads serving logs.
+
+    Per-arm rows are joined to their served movie's features in the items table.
+    """
+    bq, ingestion, movielens = config.bigquery, config.ingestion, config.movielens
+    if movielens.per_arm:
+        items = f"{project}.{bq.dataset}.{bq.items_table}"
+        if retraining:
+            return build_per_arm_serving_logs_query(
+                f"{project}.{bq.dataset}.{bq.predictions_table}",
+                f"{project}.{bq.dataset}.{bq.rewards_table}",
+                items,
+                movielens.feature_version,
+                ingestion.window_start,
+                ingestion.window_end,
+            )
+        return build_per_arm_examples_query(
+            f"{project}.{bq.dataset}.{bq.table}",
+            items,
+            movielens.feature_version,
+            ingestion.window_start,
+            ingestion.window_end,
+            ingestion.source,
+        )
     if retraining:
         return build_serving_logs_query(
             f"{project}.{bq.dataset}.{bq.predictions_table}",

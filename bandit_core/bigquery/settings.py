@@ -14,6 +14,7 @@ class BigQueryConfig:
     table: str = "logged_interactions"
     predictions_table: str = "predictions"
     rewards_table: str = "rewards"
+    items_table: str = "items"
     scratch_dataset: str = "mlbandits_scratch"
     use_emulator: bool = True
     emulator_data_dir: str = ""
@@ -23,7 +24,7 @@ class BigQueryConfig:
         return f"{self.project}.{self.dataset}.{self.table}"
 
     def validate(self) -> None:
-        for field in ("project", "table", "predictions_table", "rewards_table"):
+        for field in ("project", "table", "predictions_table", "rewards_table", "items_table"):
             value = getattr(self, field)
             _require(
                 bool(value) and all(c.isalnum() or c in "_-" for c in value),

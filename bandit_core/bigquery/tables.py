@@ -4,7 +4,7 @@ The schema is flat on purpose: TFX's BigQueryExampleGen converts only INTEGER,
 FLOAT, STRING and BOOLEAN columns (scalar or REPEATED), so no RECORDs.
 """
 
-from typing import Iterable, List, Optional, Sequence, Set
+from typing import Callable, Iterable, List, Optional, Sequence, Set
 
 from google.api_core.retry import Retry
 from google.cloud import bigquery
@@ -20,6 +20,21 @@ LOGGED_INTERACTIONS_SCHEMA = (
     bigquery.SchemaField("propensity", "FLOAT64"),
     bigquery.SchemaField("policy_id", "STRING"),
     bigquery.SchemaField("source", "STRING"),
+    # Per-arm events only: the movies offered, in order, and the one served
+    # (`action` is its position). Movie features live in the items table.
+    bigquery.SchemaField("candidate_movie_ids", "INT64", mode="REPEATED"),
+    bigquery.SchemaField("movie_id", "INT64"),
+)
+
+# The movies a per-arm policy recommends from: features once per movie and
+# feature version, joined to logged events at ingestion instead of being
+# copied into every event.
+ITEMS_SCHEMA = (
+    bigquery.SchemaField("movie_id", "INT64", mode="REQUIRED"),
+    bigquery.SchemaField("feature_version", "STRING", mode="REQUIRED"),
+    bigquery.SchemaField("features", "FLOAT64", mode="REPEATED"),
+    bigquery.SchemaField("genres", "STRING", mode="REPEATED"),
+    bigquery.SchemaField("year", "INT64"),
 )
 
 # What serving logs: one row per served prediction, one per reported reward,
@@ -84,6 +99,17 @@ def ensure_table(
     return table_id
 
 
+def existing_item_ids(client: bigquery.Client, table_id: str, feature_version: str) -> Set[int]:
+    """Movie ids that already have features of `feature_version` in the items table."""
+    job = client.query(
+        f"SELECT movie_id FROM `{table_id}` WHERE feature_version = @version",
+        job_config=bigquery.QueryJobConfig(
+            query_parameters=[bigquery.ScalarQueryParameter("version", "STRING", feature_version)]
+        ),
+    )
+    return {int(row["movie_id"]) for row in job.result()}
+
+
 def existing_event_ids(client: bigquery.Client, table_id: str, prefix: str) -> Set[str]:
     """Event ids already in the table that start with `prefix`."""
     job = client.query(
@@ -95,8 +121,22 @@ def existing_event_ids(client: bigquery.Client, table_id: str, prefix: str) -> S
     return {row["event_id"] for row in job.result()}
 
 
-def insert_rows(client: bigquery.Client, table_id: str, rows: Iterable[dict]) -> int:
-    """Streams rows in chunks, with event_id as insertId so retries deduplicate.
+def _event_id(row: dict) -> str:
+    return row["event_id"]
+
+
+def item_insert_id(row: dict) -> str:
+    """An items row's insertId: a movie has one row per feature version."""
+    return f"{row['feature_version']}:{row['movie_id']}"
+
+
+def insert_rows(
+    client: bigquery.Client,
+    table_id: str,
+    rows: Iterable[dict],
+    row_id: Callable[[dict], str] = _event_id,
+) -> int:
+    """Streams rows in chunks, with `row_id(row)` as insertId so retries deduplicate.
 
     Raises RuntimeError with BigQuery's per-row errors if any row is refused.
     """
@@ -105,17 +145,17 @@ def insert_rows(client: bigquery.Client, table_id: str, rows: Iterable[dict]) ->
     for row in rows:
         chunk.append(row)
         if len(chunk) == INSERT_CHUNK_ROWS:
-            written += _insert_chunk(client, table_id, chunk)
+            written += _insert_chunk(client, table_id, chunk, row_id)
             chunk = []
     if chunk:
-        written += _insert_chunk(client, table_id, chunk)
+        written += _insert_chunk(client, table_id, chunk, row_id)
     return written
 
 
-def _insert_chunk(client: bigquery.Client, table_id: str, chunk: List[dict]) -> int:
-    errors = client.insert_rows_json(
-        table_id, chunk, row_ids=[row["event_id"] for row in chunk]
-    )
+def _insert_chunk(
+    client: bigquery.Client, table_id: str, chunk: List[dict], row_id: Callable[[dict], str]
+) -> int:
+    errors = client.insert_rows_json(table_id, chunk, row_ids=[row_id(row) for row in chunk])
     if errors:
         raise RuntimeError(f"BigQuery refused {len(errors)} rows of {table_id}; first: {errors[0]}")
     return len(chunk)

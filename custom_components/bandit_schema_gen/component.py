@@ -17,6 +17,7 @@ class BanditSchemaGenSpec(types.ComponentSpec):
         "reward_min": ExecutionParameter(type=float),
         "reward_max": ExecutionParameter(type=float),
         "min_propensity": ExecutionParameter(type=float),
+        "arm_dim": ExecutionParameter(type=int, optional=True),
     }
     INPUTS = {}
     OUTPUTS = {"schema": ChannelParameter(type=standard_artifacts.Schema)}
@@ -27,7 +28,8 @@ class BanditSchemaGen(base_component.BaseComponent):
 
     Used in place of SchemaGen so that ExampleValidator checks even the first
     batch against the bandit's real action domain, observation length, reward
-    range and propensity bounds.
+    range and propensity bounds. With `arm_dim` > 0 it is the per-arm schema,
+    `num_actions` being the candidates per round.
     """
 
     SPEC_CLASS = BanditSchemaGenSpec
@@ -40,6 +42,7 @@ class BanditSchemaGen(base_component.BaseComponent):
         reward_min: float,
         reward_max: float,
         min_propensity: float,
+        arm_dim: int = 0,
     ):
         super().__init__(
             spec=BanditSchemaGenSpec(
@@ -48,6 +51,7 @@ class BanditSchemaGen(base_component.BaseComponent):
                 reward_min=reward_min,
                 reward_max=reward_max,
                 min_propensity=min_propensity,
+                arm_dim=arm_dim,
                 schema=types.Channel(type=standard_artifacts.Schema),
             )
         )

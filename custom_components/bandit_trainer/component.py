@@ -2,13 +2,14 @@
 
 import dataclasses
 import typing
-from typing import Any, Dict
+from typing import Any, Dict, Optional
 
 from tfx import types
 from tfx.dsl.components.base import base_component, executor_spec
 from tfx.types import standard_artifacts
 from tfx.types.component_spec import ChannelParameter, ExecutionParameter
 
+from bandit_core.policy_metadata import CLASSIC, PER_ARM
 from custom_components.bandit_trainer import executor
 from custom_components.bandit_trainer.settings import TrainerSettings
 
@@ -21,6 +22,9 @@ class BanditTrainerSpec(types.ComponentSpec):
     PARAMETERS = {
         "observation_dim": ExecutionParameter(type=int),
         "num_actions": ExecutionParameter(type=int),
+        "problem": ExecutionParameter(type=str, optional=True),
+        "arm_dim": ExecutionParameter(type=int, optional=True),
+        "feature_version": ExecutionParameter(type=str, optional=True),
         **{
             f.name: ExecutionParameter(type=_SETTING_TYPES[f.name])
             for f in dataclasses.fields(TrainerSettings)
@@ -29,6 +33,7 @@ class BanditTrainerSpec(types.ComponentSpec):
     INPUTS = {
         "examples": ChannelParameter(type=standard_artifacts.Examples),
         "example_anomalies": ChannelParameter(type=standard_artifacts.ExampleAnomalies),
+        "items": ChannelParameter(type=standard_artifacts.Examples, optional=True),
     }
     OUTPUTS = {
         "model": ChannelParameter(type=standard_artifacts.Model),
@@ -42,14 +47,26 @@ def spec_arguments(
     observation_dim: int,
     num_actions: int,
     settings: TrainerSettings,
+    items: Optional[types.BaseChannel] = None,
+    arm_dim: int = 0,
+    feature_version: str = "",
 ) -> Dict[str, Any]:
     """BanditTrainerSpec's arguments: every setting becomes an execution parameter.
 
     Shared with the Vertex job variant so that both take the same arguments.
+    With `items` the problem is per-arm: `observation_dim` is the users'
+    feature length, `num_actions` the candidates per round, and `items` the
+    movies (features of `feature_version`, length `arm_dim`) that the policy
+    ships with.
     """
+    per_arm = items is not None
     return dict(
         examples=examples,
         example_anomalies=example_anomalies,
+        items=items,
+        problem=PER_ARM if per_arm else CLASSIC,
+        arm_dim=arm_dim if per_arm else 0,
+        feature_version=feature_version if per_arm else "",
         observation_dim=observation_dim,
         num_actions=num_actions,
         **dataclasses.asdict(settings),
@@ -65,7 +82,8 @@ class BanditTrainer(base_component.BaseComponent):
 
     It consumes ExampleValidator's anomalies so that a bad batch stops the run
     here, before anything is trained or pushed. `settings` choose the agent
-    and its hyper-parameters (see `settings.TrainerSettings`).
+    and its hyper-parameters (see `settings.TrainerSettings`); given `items`,
+    it trains a per-arm agent (see `spec_arguments`).
     """
 
     SPEC_CLASS = BanditTrainerSpec
@@ -78,8 +96,18 @@ class BanditTrainer(base_component.BaseComponent):
         observation_dim: int,
         num_actions: int,
         settings: TrainerSettings,
+        items: Optional[types.BaseChannel] = None,
+        arm_dim: int = 0,
+        feature_version: str = "",
     ):
         arguments = spec_arguments(
-            examples, example_anomalies, observation_dim, num_actions, settings
+            examples,
+            example_anomalies,
+            observation_dim,
+            num_actions,
+            settings,
+            items,
+            arm_dim,
+            feature_version,
         )
         super().__init__(spec=BanditTrainerSpec(**arguments))

@@ -13,8 +13,15 @@ from tfx.dsl.components.base import base_executor
 from tfx.types import artifact_utils
 from tfx.utils import path_utils
 
-from bandit_core import logged_examples
-from custom_components.bandit_trainer import anomalies_gate, training
+from bandit_core import columns, logged_examples
+from bandit_core.item_catalogue import ItemCatalogue
+from bandit_core.policy_metadata import PER_ARM, PolicyMetadata
+from custom_components.bandit_trainer import (
+    anomalies_gate,
+    per_arm_export,
+    per_arm_training,
+    training,
+)
 from custom_components.bandit_trainer.settings import TrainerSettings
 
 METRICS_FILE = "metrics.json"
@@ -42,6 +49,9 @@ class Executor(base_executor.BaseExecutor):
             )
         )
         settings = settings_from_exec_properties(exec_properties)
+        if exec_properties.get("problem") == PER_ARM:
+            _train_per_arm(input_dict, output_dict, exec_properties, settings)
+            return
         examples = artifact_utils.get_single_instance(input_dict["examples"])
         observation_dim = exec_properties["observation_dim"]
         num_actions = exec_properties["num_actions"]
@@ -65,13 +75,69 @@ class Executor(base_executor.BaseExecutor):
             "mean_logged_reward": float(train.rewards.mean()),
             "rows_per_arm": trained.rows_per_arm.astype(int).tolist(),
         }
-        model.set_int_custom_property("train_rows", len(train))
-        model.set_float_custom_property("training_seconds", training_seconds)
-        model.set_string_custom_property("agent", settings.agent)
-        model.set_string_custom_property(
-            "policy_metadata", json.dumps(dataclasses.asdict(trained.metadata))
+        _record(output_dict, model, trained.metadata, metrics)
+
+
+def _train_per_arm(
+    input_dict: Dict[str, List[types.Artifact]],
+    output_dict: Dict[str, List[types.Artifact]],
+    exec_properties: Dict[str, Any],
+    settings: TrainerSettings,
+) -> None:
+    """Trains a per-arm agent and exports it with the items split as its catalogue."""
+    if not input_dict.get("items"):
+        raise ValueError("a per-arm BanditTrainer needs the `items` examples (the movie catalogue)")
+    examples = artifact_utils.get_single_instance(input_dict["examples"])
+    items = artifact_utils.get_single_instance(input_dict["items"])
+    global_dim, arm_dim = exec_properties["observation_dim"], exec_properties["arm_dim"]
+    num_candidates = exec_properties["num_actions"]
+    started = time.perf_counter()
+    train = logged_examples.read_per_arm_split(
+        artifact_utils.get_split_uri([examples], "train"), global_dim, arm_dim, num_candidates
+    )
+    movie_ids, features = logged_examples.read_items_split(
+        artifact_utils.get_split_uri([items], columns.ITEMS_SPLIT)
+    )
+    catalogue = ItemCatalogue(movie_ids, features, exec_properties["feature_version"])
+    if catalogue.feature_dim != arm_dim:
+        raise ValueError(
+            f"the items table's {exec_properties['feature_version']} features have "
+            f"{catalogue.feature_dim} values per movie; the configuration expects {arm_dim}"
         )
-        model_run = artifact_utils.get_single_instance(output_dict["model_run"])
-        with tf.io.gfile.GFile(os.path.join(model_run.uri, METRICS_FILE), "w") as f:
-            json.dump(metrics, f, indent=2)
-        logging.info("BanditTrainer: %s", metrics)
+    trained = per_arm_training.train_per_arm_policy(
+        settings, train.global_features, train.arm_features, train.rewards, num_candidates
+    )
+    training_seconds = time.perf_counter() - started
+    model = artifact_utils.get_single_instance(output_dict["model"])
+    metadata = per_arm_export.save_per_arm_policy(
+        trained, catalogue, path_utils.serving_model_dir(model.uri)
+    )
+    metrics = {
+        "agent": settings.agent,
+        "problem": PER_ARM,
+        "hyperparameters": metadata.hyperparameters,
+        "train_rows": len(train),
+        "training_seconds": training_seconds,
+        "fit_seconds": trained.training_seconds,
+        "mean_logged_reward": float(train.rewards.mean()),
+        "catalogue_movies": len(catalogue),
+        "feature_version": catalogue.feature_version,
+    }
+    _record(output_dict, model, metadata, metrics)
+
+
+def _record(
+    output_dict: Dict[str, List[types.Artifact]],
+    model: types.Artifact,
+    metadata: PolicyMetadata,
+    metrics: Dict[str, Any],
+) -> None:
+    """The model's MLMD properties and the ModelRun's metrics file."""
+    model.set_int_custom_property("train_rows", metrics["train_rows"])
+    model.set_float_custom_property("training_seconds", metrics["training_seconds"])
+    model.set_string_custom_property("agent", metadata.agent)
+    model.set_string_custom_property("policy_metadata", json.dumps(dataclasses.asdict(metadata)))
+    model_run = artifact_utils.get_single_instance(output_dict["model_run"])
+    with tf.io.gfile.GFile(os.path.join(model_run.uri, METRICS_FILE), "w") as f:
+        json.dump(metrics, f, indent=2)
+    logging.info("BanditTrainer: %s", metrics)

@@ -74,21 +74,6 @@ def per_arm_specs(
     return ts.time_step_spec(observation_spec), action_spec
 
 
-def per_arm_time_step(global_features: np.ndarray, arm_features: np.ndarray) -> ts.TimeStep:
-    """A batch of first steps carrying per-arm observations, as a policy consumes them.
-
-    Args:
-      global_features: [N, dg] the user of each round.
-      arm_features: [N, C, da'] each round's candidates as the policy observes
-        them (see `per_arm_features.policy_arm_features`).
-    """
-    observation = {
-        bandit_spec_utils.GLOBAL_FEATURE_KEY: tf.constant(global_features, tf.float32),
-        bandit_spec_utils.PER_ARM_FEATURE_KEY: tf.constant(arm_features, tf.float32),
-    }
-    return ts.restart(observation, batch_size=len(global_features))
-
-
 # --- linear agents ------------------------------------------------------------------------------
 
 

@@ -59,8 +59,7 @@ def train_per_arm_policy(
             f"{settings.agent!r} is not a per-arm agent; choose one of "
             f"{', '.join(agent_names.PER_ARM_AGENTS)}"
         )
-    # The hyper-parameters' checks do not depend on the agent's name.
-    dataclasses.replace(settings, agent=agent_names.LINUCB).validate()
+    settings.validate()
     u = np.asarray(global_features, dtype=np.float32)
     v = np.asarray(chosen_arm_features, dtype=np.float32)
     r = np.asarray(rewards, dtype=np.float32)

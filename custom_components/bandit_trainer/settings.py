@@ -16,7 +16,8 @@ class TrainerSettings:
     """The TF-Agents agent and its hyper-parameters; an agent ignores settings it does not use.
 
     Attributes:
-      agent: one of `agent_names.AGENTS`.
+      agent: one of `agent_names.AGENTS` (the classic problem) or
+        `agent_names.PER_ARM_AGENTS` (the per-arm problem).
       alpha: exploration width of LinUCB, LinTS and NeuralLinUCB.
       tikhonov_weight: ridge of LinUCB and LinTS.
       epsilon: NeuralEpsilonGreedy's probability of a uniform random action.
@@ -43,9 +44,10 @@ class TrainerSettings:
     def validate(self) -> "TrainerSettings":
         """Raises ConfigError naming the first bad setting as `trainer.<field>`."""
         require(
-            self.agent in agent_names.AGENTS,
+            self.agent in agent_names.AGENTS + agent_names.PER_ARM_AGENTS,
             "trainer.agent",
-            f"{self.agent!r} is not supported; choose one of {', '.join(agent_names.AGENTS)}",
+            f"{self.agent!r} is not supported; choose one of {', '.join(agent_names.AGENTS)} "
+            f"(classic problem) or {', '.join(agent_names.PER_ARM_AGENTS)} (per-arm problem)",
         )
         require(self.alpha >= 0.0, "trainer.alpha", "must be >= 0")
         require(self.tikhonov_weight > 0.0, "trainer.tikhonov_weight", "must be > 0")

@@ -5,6 +5,7 @@ from tfx.dsl.components.base import base_component, executor_spec
 from tfx.types import artifact
 from tfx.types.component_spec import ChannelParameter, ExecutionParameter
 
+from bandit_core.policy_metadata import CLASSIC
 from custom_components.movielens_generator import executor
 
 
@@ -33,6 +34,12 @@ class MovieLensGeneratorSpec(types.ComponentSpec):
         "bigquery_table": ExecutionParameter(type=str),
         "bigquery_rest_endpoint": ExecutionParameter(type=str, optional=True),
         "bigquery_grpc_endpoint": ExecutionParameter(type=str, optional=True),
+        "problem": ExecutionParameter(type=str, optional=True),
+        "num_candidates": ExecutionParameter(type=int, optional=True),
+        "noise_sd": ExecutionParameter(type=float, optional=True),
+        "user_demographics": ExecutionParameter(type=int, optional=True),
+        "movie_metadata": ExecutionParameter(type=int, optional=True),
+        "bigquery_items_table": ExecutionParameter(type=str, optional=True),
     }
     INPUTS = {}
     OUTPUTS = {"logged_interactions": ChannelParameter(type=LoggedInteractions)}
@@ -42,7 +49,9 @@ class MovieLensGenerator(base_component.BaseComponent):
     """Runs a uniform-random logging policy on simulated MovieLens users.
 
     Its rows land in the same table schema the serving logger writes, so the
-    training and retraining DAGs read both the same way.
+    training and retraining DAGs read both the same way. On the per-arm
+    problem it also writes every movie's features to the items table, once
+    per feature version; events carry movie ids only.
     """
 
     SPEC_CLASS = MovieLensGeneratorSpec
@@ -60,6 +69,12 @@ class MovieLensGenerator(base_component.BaseComponent):
         bigquery_table: str,
         bigquery_rest_endpoint: str = "",
         bigquery_grpc_endpoint: str = "",
+        problem: str = CLASSIC,
+        num_candidates: int = 50,
+        noise_sd: float = 1.0,
+        user_demographics: bool = False,
+        movie_metadata: bool = False,
+        bigquery_items_table: str = "items",
     ):
         super().__init__(
             spec=MovieLensGeneratorSpec(
@@ -73,6 +88,12 @@ class MovieLensGenerator(base_component.BaseComponent):
                 bigquery_table=bigquery_table,
                 bigquery_rest_endpoint=bigquery_rest_endpoint,
                 bigquery_grpc_endpoint=bigquery_grpc_endpoint,
+                problem=problem,
+                num_candidates=num_candidates,
+                noise_sd=noise_sd,
+                user_demographics=int(user_demographics),
+                movie_metadata=int(movie_metadata),
+                bigquery_items_table=bigquery_items_table,
                 logged_interactions=types.Channel(type=LoggedInteractions),
             )
         )

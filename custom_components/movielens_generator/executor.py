@@ -1,20 +1,23 @@
 """Simulates a batch of logged interactions and appends the new ones to BigQuery."""
 
 import datetime
-from typing import Any, Dict, List
+from typing import Any, Callable, Dict, Iterator, List, Tuple
 
 from absl import logging
+from google.cloud import bigquery
 from tfx import types
 from tfx.dsl.components.base import base_executor
 from tfx.types import artifact_utils
 
 from bandit_core.bigquery import clients, tables
-from custom_components.movielens_generator import logged_data
+from bandit_core.policy_metadata import CLASSIC, PER_ARM
+from custom_components.movielens_generator import logged_data, per_arm_logged_data
+from simulation import movielens_data, movielens_per_arm
 from simulation.bandit_loader import load_movielens_bandit
 
 
 class Executor(base_executor.BaseExecutor):
-    """Idempotent: events already in the table (same event id) are not written again."""
+    """Idempotent: events (and item features) already in their table are not written again."""
 
     def Do(
         self,
@@ -22,13 +25,9 @@ class Executor(base_executor.BaseExecutor):
         output_dict: Dict[str, List[types.Artifact]],
         exec_properties: Dict[str, Any],
     ) -> None:
-        bandit = load_movielens_bandit(
-            exec_properties["movielens_dir"],
-            rank_k=exec_properties["rank_k"],
-            num_actions=exec_properties["num_actions"],
-        )
-        seed = exec_properties["seed"]
-        batch = logged_data.simulate_uniform_logging(bandit, exec_properties["num_events"], seed)
+        problem = exec_properties.get("problem") or CLASSIC
+        if problem not in (CLASSIC, PER_ARM):
+            raise ValueError(f"problem={problem!r} is not {CLASSIC} or {PER_ARM}")
         client = clients.make_bigquery_client(
             clients.BigQueryEndpoints.from_settings(
                 exec_properties["bigquery_project"],
@@ -36,20 +35,94 @@ class Executor(base_executor.BaseExecutor):
                 exec_properties.get("bigquery_grpc_endpoint", ""),
             )
         )
+        output = artifact_utils.get_single_instance(output_dict["logged_interactions"])
         table_id = tables.ensure_table(
             client, exec_properties["bigquery_dataset"], exec_properties["bigquery_table"]
         )
-        prefix = logged_data.event_id_prefix(seed, bandit.num_actions, bandit.observation_dim)
-        known = frozenset(tables.existing_event_ids(client, table_id, prefix))
-        rows = logged_data.to_bigquery_rows(
-            batch, datetime.datetime.now(datetime.timezone.utc), skip_event_ids=known
-        )
-        written = tables.insert_rows(client, table_id, rows)
-        logging.info("Generator wrote %d new of %d events to %s", written, len(batch), table_id)
+        now = datetime.datetime.now(datetime.timezone.utc)
 
-        output = artifact_utils.get_single_instance(output_dict["logged_interactions"])
+        def known_events(prefix: str) -> frozenset:
+            return frozenset(tables.existing_event_ids(client, table_id, prefix))
+
+        if problem == PER_ARM:
+            prefix, batch_size, rows = _per_arm_rows(
+                client, exec_properties, output, now, known_events
+            )
+        else:
+            prefix, batch_size, rows = _classic_rows(exec_properties, now, known_events)
+        written = tables.insert_rows(client, table_id, rows)
+        logging.info("Generator wrote %d new of %d events to %s", written, batch_size, table_id)
+        output.set_string_custom_property("problem", problem)
         output.set_string_custom_property("table", table_id)
         output.set_string_custom_property("event_id_prefix", prefix)
-        output.set_int_custom_property("rows_in_batch", len(batch))
+        output.set_int_custom_property("rows_in_batch", batch_size)
         output.set_int_custom_property("rows_written", written)
 
+
+def _classic_rows(
+    exec_properties: Dict[str, Any],
+    now: datetime.datetime,
+    known_events: Callable[[str], frozenset],
+) -> Tuple[str, int, Iterator[dict]]:
+    """(event id prefix, events simulated, rows of the new ones)."""
+    bandit = load_movielens_bandit(
+        exec_properties["movielens_dir"],
+        rank_k=exec_properties["rank_k"],
+        num_actions=exec_properties["num_actions"],
+    )
+    seed = exec_properties["seed"]
+    batch = logged_data.simulate_uniform_logging(bandit, exec_properties["num_events"], seed)
+    prefix = logged_data.event_id_prefix(seed, bandit.num_actions, bandit.observation_dim)
+    return prefix, len(batch), logged_data.to_bigquery_rows(batch, now, known_events(prefix))
+
+
+def _per_arm_rows(
+    client: bigquery.Client,
+    exec_properties: Dict[str, Any],
+    output: types.Artifact,
+    now: datetime.datetime,
+    known_events: Callable[[str], frozenset],
+) -> Tuple[str, int, Iterator[dict]]:
+    """Writes the missing item features first, so every event's movie can be joined.
+
+    Returns (event id prefix, events simulated, rows of the new ones).
+    """
+    rank_k = exec_properties["rank_k"]
+    movie_metadata = bool(exec_properties["movie_metadata"])
+    bandit = movielens_per_arm.load_per_arm_bandit(
+        exec_properties["movielens_dir"],
+        rank_k,
+        user_demographics=bool(exec_properties["user_demographics"]),
+        movie_metadata=movie_metadata,
+    )
+    version = movielens_per_arm.item_feature_version(rank_k, movie_metadata)
+    items_id = tables.ensure_table(
+        client,
+        exec_properties["bigquery_dataset"],
+        exec_properties["bigquery_items_table"],
+        tables.ITEMS_SCHEMA,
+    )
+    known_items = frozenset(tables.existing_item_ids(client, items_id, version))
+    items = movielens_data.load_items(movielens_data.find_movielens(exec_properties["movielens_dir"]))
+    items_written = tables.insert_rows(
+        client,
+        items_id,
+        per_arm_logged_data.item_rows(bandit, items, version, known_items),
+        row_id=tables.item_insert_id,
+    )
+    logging.info("Generator wrote %d new movies of version %s to %s", items_written, version, items_id)
+    output.set_string_custom_property("items_table", items_id)
+    output.set_string_custom_property("feature_version", version)
+    output.set_int_custom_property("items_written", items_written)
+
+    num_events, num_candidates, seed = (
+        exec_properties["num_events"],
+        exec_properties["num_candidates"],
+        exec_properties["seed"],
+    )
+    batch = per_arm_logged_data.simulate_uniform_per_arm_logging(
+        bandit, num_events, num_candidates, exec_properties["noise_sd"], seed
+    )
+    prefix = per_arm_logged_data.per_arm_event_id_prefix(num_events, num_candidates, rank_k, seed)
+    rows = per_arm_logged_data.to_per_arm_bigquery_rows(batch, now, known_events(prefix))
+    return prefix, len(batch), rows

@@ -10,11 +10,16 @@ events and event ids, which is what makes the Generator's reruns idempotent.
 """
 
 import dataclasses
+import datetime
+from typing import Iterator
 
 import numpy as np
 
-from custom_components.movielens_generator.logged_data import UNIFORM_RANDOM_POLICY_ID
-from simulation import movielens_per_arm
+from custom_components.movielens_generator.logged_data import (
+    GENERATOR_SOURCE,
+    UNIFORM_RANDOM_POLICY_ID,
+)
+from simulation import movielens_data, movielens_per_arm
 from simulation.movielens_per_arm import MovieLensPerArmBandit
 
 
@@ -88,3 +93,61 @@ def simulate_uniform_per_arm_logging(
         rewards=rewards,
         propensities=np.full(num_events, 1.0 / num_candidates),
     )
+
+
+def to_per_arm_bigquery_rows(
+    batch: PerArmLoggedBatch,
+    event_time: datetime.datetime,
+    skip_event_ids: frozenset = frozenset(),
+) -> Iterator[dict]:
+    """Yields JSON rows for the logged-interactions table, skipping known events.
+
+    `observation` holds the user's global features and `action` the served
+    movie's position among `candidate_movie_ids`, as the server logs them.
+    """
+    timestamp = event_time.isoformat()
+    for i, event_id in enumerate(batch.event_ids.tolist()):
+        if event_id in skip_event_ids:
+            continue
+        yield {
+            "event_id": event_id,
+            "event_time": timestamp,
+            "user_id": int(batch.user_ids[i]),
+            "observation": batch.global_features[i].tolist(),
+            "action": int(batch.chosen_slots[i]),
+            "reward": float(batch.rewards[i]),
+            "propensity": float(batch.propensities[i]),
+            "policy_id": UNIFORM_RANDOM_POLICY_ID,
+            "source": GENERATOR_SOURCE,
+            "candidate_movie_ids": batch.candidate_ids[i].tolist(),
+            "movie_id": int(batch.movie_ids[i]),
+        }
+
+
+def item_rows(
+    bandit: MovieLensPerArmBandit,
+    items: movielens_data.Items,
+    feature_version: str,
+    skip_movie_ids: frozenset = frozenset(),
+) -> Iterator[dict]:
+    """Yields one items-table row per movie of `items` not in `skip_movie_ids`.
+
+    Features are the bandit's arm features; genres and year describe the movie
+    for people and queries, whether or not the features include them.
+    """
+    features = movielens_per_arm.arm_features(bandit, items.item_id)
+    for row, movie_id in enumerate(items.item_id.tolist()):
+        if movie_id in skip_movie_ids:
+            continue
+        year = int(items.release_year[row])
+        yield {
+            "movie_id": movie_id,
+            "feature_version": feature_version,
+            "features": features[row].tolist(),
+            "genres": [
+                genre
+                for genre, flag in zip(movielens_data.GENRES, items.genres[row].tolist())
+                if flag
+            ],
+            "year": None if year == movielens_data.MISSING_YEAR else year,
+        }

@@ -28,6 +28,7 @@ class PolicyEvaluatorSpec(types.ComponentSpec):
         "reward_min": ExecutionParameter(type=float),
         "reward_max": ExecutionParameter(type=float),
         "movielens_dir": ExecutionParameter(type=str, optional=True),
+        "rank_k": ExecutionParameter(type=int, optional=True),
     }
     INPUTS = {
         "examples": ChannelParameter(type=standard_artifacts.Examples),
@@ -51,7 +52,9 @@ class PolicyEvaluator(base_component.BaseComponent):
     reward_max] make the data invalid. Its `blessing` output carries TFX's
     `blessed` custom property, so the stock Pusher pushes only blessed
     policies; bad evaluation data is a refusal to bless, with the reason in
-    `blessing_message` and in the evaluation JSON.
+    `blessing_message` and in the evaluation JSON. A per-arm candidate (its
+    sidecar says so) is evaluated over the logged candidate sets; its
+    simulator is the per-arm MovieLens problem of SVD rank `rank_k`.
     """
 
     SPEC_CLASS = PolicyEvaluatorSpec
@@ -67,6 +70,7 @@ class PolicyEvaluator(base_component.BaseComponent):
         movielens_dir: Optional[str] = None,
         split: str = "eval",
         settings: EvaluatorSettings = EvaluatorSettings(),
+        rank_k: int = 0,
     ):
         super().__init__(
             spec=PolicyEvaluatorSpec(
@@ -78,6 +82,7 @@ class PolicyEvaluator(base_component.BaseComponent):
                 reward_min=reward_min,
                 reward_max=reward_max,
                 movielens_dir=movielens_dir,
+                rank_k=rank_k,
                 blessing=types.Channel(type=standard_artifacts.ModelBlessing),
                 evaluation=types.Channel(type=standard_artifacts.ModelEvaluation),
             )

@@ -14,12 +14,17 @@ from tfx.types import artifact_utils
 from tfx.utils import io_utils, path_utils
 
 from bandit_core import logged_examples
+from bandit_core.policy_metadata import PER_ARM, read_policy_metadata
 from custom_components.policy_evaluator import evaluation
+from custom_components.policy_evaluator.per_arm_evaluation import evaluate_per_arm
+from custom_components.policy_evaluator.per_arm_target_policy import PerArmSavedPolicy
 from custom_components.policy_evaluator.settings import EvaluatorSettings
 from custom_components.policy_evaluator.target_policy import SavedPolicy
+from simulation import movielens_per_arm
 from simulation.bandit_loader import load_movielens_bandit
 from simulation.movielens_data import MovieLensDataError
 from simulation.movielens_environment import MovieLensBandit
+from simulation.movielens_per_arm import MovieLensPerArmBandit
 
 EVALUATION_FILE = "policy_evaluation.json"
 
@@ -43,6 +48,20 @@ def load_simulator(
         return None, f"MovieLens simulator unavailable: {e}"
 
 
+def load_per_arm_simulator(
+    movielens_dir: Optional[str], rank_k: int
+) -> Tuple[Optional[MovieLensPerArmBandit], str]:
+    """(per-arm bandit, "") when MovieLens is configured and usable, else (None, why not)."""
+    if movielens_dir is None:
+        return None, "no movielens_dir configured"
+    if rank_k < 1:
+        return None, "no rank_k configured for the per-arm simulator"
+    try:
+        return movielens_per_arm.load_per_arm_bandit(movielens_dir, rank_k), ""
+    except (MovieLensDataError, ValueError) as e:
+        return None, f"MovieLens simulator unavailable: {e}"
+
+
 class Executor(base_executor.BaseExecutor):
     """Evaluates `model` (and `baseline_model`) on the eval split; blesses or not."""
 
@@ -56,35 +75,18 @@ class Executor(base_executor.BaseExecutor):
         examples = artifact_utils.get_single_instance(input_dict["examples"])
         model = artifact_utils.get_single_instance(input_dict["model"])
         baseline_model = (input_dict.get("baseline_model") or [None])[0]
-        candidate = SavedPolicy(path_utils.serving_model_path(model.uri))
-        baseline = (
-            SavedPolicy(path_utils.serving_model_path(baseline_model.uri))
-            if baseline_model is not None
-            else None
+        candidate_dir = path_utils.serving_model_path(model.uri)
+        baseline_dir = (
+            path_utils.serving_model_path(baseline_model.uri) if baseline_model is not None else None
         )
-        bandit, simulator_note = load_simulator(
-            exec_properties.get("movielens_dir") if settings.use_simulator else None,
-            candidate.metadata.observation_dim,
-            candidate.metadata.num_actions,
-        )
-        split = exec_properties["split"]
-
-        def read_columns(observation_dim: int) -> logged_examples.LoggedColumns:
-            try:
-                split_uri = artifact_utils.get_split_uri([examples], split)
-                return logged_examples.read_split(split_uri, observation_dim, allow_missing=True)
-            except tf.errors.OpError as e:
-                raise ValueError(f"split {split!r} could not be parsed: {e.message}") from e
-
-        result = evaluation.evaluate(
-            read_columns,
-            candidate,
-            baseline,
-            settings,
-            reward_range=(exec_properties["reward_min"], exec_properties["reward_max"]),
-            bandit=bandit,
-            simulator_note=simulator_note,
-        )
+        if read_policy_metadata(candidate_dir).problem == PER_ARM:
+            result = _evaluate_per_arm(
+                examples, candidate_dir, baseline_dir, settings, exec_properties
+            )
+        else:
+            result = _evaluate_classic(
+                examples, candidate_dir, baseline_dir, settings, exec_properties
+            )
         _write_blessing(
             artifact_utils.get_single_instance(output_dict["blessing"]),
             result,
@@ -93,6 +95,80 @@ class Executor(base_executor.BaseExecutor):
         )
         _write_evaluation(artifact_utils.get_single_instance(output_dict["evaluation"]), result)
         logging.info("PolicyEvaluator: %s", result.decision.reason)
+
+
+def _evaluate_classic(
+    examples: types.Artifact,
+    candidate_dir: str,
+    baseline_dir: Optional[str],
+    settings: EvaluatorSettings,
+    exec_properties: Dict[str, Any],
+) -> evaluation.Evaluation:
+    candidate = SavedPolicy(candidate_dir)
+    baseline = None
+    if baseline_dir is not None and read_policy_metadata(baseline_dir).problem != PER_ARM:
+        baseline = SavedPolicy(baseline_dir)
+    bandit, simulator_note = load_simulator(
+            exec_properties.get("movielens_dir") if settings.use_simulator else None,
+            candidate.metadata.observation_dim,
+            candidate.metadata.num_actions,
+        )
+    split = exec_properties["split"]
+
+    def read_columns(observation_dim: int) -> logged_examples.LoggedColumns:
+        try:
+            split_uri = artifact_utils.get_split_uri([examples], split)
+            return logged_examples.read_split(split_uri, observation_dim, allow_missing=True)
+        except tf.errors.OpError as e:
+            raise ValueError(f"split {split!r} could not be parsed: {e.message}") from e
+
+    return evaluation.evaluate(
+        read_columns,
+        candidate,
+        baseline,
+        settings,
+        reward_range=(exec_properties["reward_min"], exec_properties["reward_max"]),
+        bandit=bandit,
+        simulator_note=simulator_note,
+    )
+
+
+def _evaluate_per_arm(
+    examples: types.Artifact,
+    candidate_dir: str,
+    baseline_dir: Optional[str],
+    settings: EvaluatorSettings,
+    exec_properties: Dict[str, Any],
+) -> evaluation.Evaluation:
+    candidate = PerArmSavedPolicy(candidate_dir)
+    baseline = None
+    if baseline_dir is not None and read_policy_metadata(baseline_dir).problem == PER_ARM:
+        baseline = PerArmSavedPolicy(baseline_dir)
+    bandit, simulator_note = load_per_arm_simulator(
+        exec_properties.get("movielens_dir") if settings.use_simulator else None,
+        exec_properties.get("rank_k") or 0,
+    )
+    split = exec_properties["split"]
+    metadata = candidate.metadata
+
+    def read_columns() -> logged_examples.PerArmColumns:
+        try:
+            split_uri = artifact_utils.get_split_uri([examples], split)
+            return logged_examples.read_per_arm_split(
+                split_uri, metadata.global_dim, metadata.arm_dim, metadata.num_candidates
+            )
+        except tf.errors.OpError as e:
+            raise ValueError(f"split {split!r} could not be parsed: {e.message}") from e
+
+    return evaluate_per_arm(
+        read_columns,
+        candidate,
+        baseline,
+        settings,
+        reward_range=(exec_properties["reward_min"], exec_properties["reward_max"]),
+        bandit=bandit,
+        simulator_note=simulator_note,
+    )
 
 
 def _write_blessing(

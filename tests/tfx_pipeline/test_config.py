@@ -176,7 +176,9 @@ def test_out_of_range_value_names_the_setting(tmp_path, content, setting):
 def test_trainer_messages_name_the_setting_and_the_choices(tmp_path):
     assert _load_error(tmp_path, {"trainer": {"agent": "DQN"}}) == (
         "invalid setting trainer.agent: 'DQN' is not supported; choose one of LinUCB, LinTS, "
-        "NeuralEpsilonGreedy, NeuralLinUCB"
+        "NeuralEpsilonGreedy, NeuralLinUCB (classic problem) or PerArmLinUCB, PerArmLinTS, "
+        "InteractionLinUCB, InteractionLinTS, PerArmNeuralEpsilonGreedy, PerArmNeuralLinUCB, "
+        "DotProductEpsilonGreedy (per-arm problem)"
     )
     assert _load_error(tmp_path, {"trainer": {"hidden_layers": "²"}}) == (
         'invalid setting trainer.hidden_layers: must be comma-separated positive integers, '

@@ -25,20 +25,18 @@ import numpy as np
 import tensorflow as tf
 from tf_agents.bandits.agents import lin_ucb_agent
 
-from bandit_core import agent_names, per_arm_features, per_arm_linear_policy
+from bandit_core import agent_names
 from bandit_core.item_catalogue import ItemCatalogue
 from bandit_core.saved_policy import load_saved_policy
 from custom_components.bandit_trainer import per_arm_agents
 from custom_components.bandit_trainer.per_arm_export import save_per_arm_policy
-from custom_components.bandit_trainer.per_arm_training import (
-    PerArmTrainedPolicy,
-    train_per_arm_policy,
-)
+from custom_components.bandit_trainer.per_arm_training import train_per_arm_policy
 from custom_components.bandit_trainer.settings import TrainerSettings
 from custom_components.movielens_generator.per_arm_logged_data import (
     simulate_uniform_per_arm_logging,
 )
-from custom_components.policy_evaluator import candidate_sets, ope
+from custom_components.policy_evaluator import candidate_sets, ope, per_arm_target_policy
+from custom_components.policy_evaluator.per_arm_target_policy import Policy
 from simulation import movielens_per_arm
 from tfx_pipeline.reports.agent_report import estimate_cells, reference_rows
 
@@ -53,17 +51,10 @@ DEFAULT_AGENTS = (
     agent_names.DOT_PRODUCT_EPSILON_GREEDY,
 )
 EVAL_FRACTION = 0.2
-# Candidates scored at once: rounds are taken in blocks of about this many, so the
-# [rounds, C, d] contexts stay small whatever C is.
-_BLOCK_CANDIDATES = 1 << 15
 # Draws averaged into pi for the stochastic policies (LinTS, epsilon-greedy).
 _POLICY_SAMPLES = 16
 _ANCHOR_BATCH = 1024
 
-# (global [N, dg], arms [N, C, da], draws) -> [N, C] the average one-hot of
-# `draws` choices per round: pi(c | x_n) for draws -> infinity, one served
-# choice per round for draws = 1.
-Policy = Callable[[np.ndarray, np.ndarray, int], np.ndarray]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -87,68 +78,6 @@ class PerArmAgentResult:
     @property
     def regret(self) -> float:
         return self.oracle_value - self.true_value
-
-
-def _one_hot_average(choices: np.ndarray, num_candidates: int) -> np.ndarray:
-    """[draws, N] choices -> [N, C] the share of draws that chose each candidate."""
-    draws, rows = choices.shape
-    counts = np.zeros((rows, num_candidates))
-    np.add.at(counts, (np.tile(np.arange(rows), draws), choices.ravel()), 1.0)
-    return counts / draws
-
-
-def linear_policy(trained: PerArmTrainedPolicy, rng: np.random.Generator) -> Policy:
-    """The linear agents' choices in NumPy, equal to their SavedModel's `action`.
-
-    Thompson sampling's draws share one posterior mean and spread per block.
-    """
-    statistics, settings = trained.statistics, trained.settings
-    sampled = settings.agent in (agent_names.PER_ARM_LINTS, agent_names.INTERACTION_LINTS)
-
-    def probabilities(global_features: np.ndarray, arms: np.ndarray, draws: int) -> np.ndarray:
-        contexts = per_arm_features.linear_contexts(settings.agent, global_features, arms)
-        if not sampled:
-            scores = per_arm_linear_policy.ucb_scores(
-                statistics.cov_matrix,
-                statistics.data_vector,
-                settings.tikhonov_weight,
-                settings.alpha,
-                contexts,
-            )
-            return _one_hot_average(np.argmax(scores, axis=1)[None], arms.shape[1])
-        mean, std = per_arm_linear_policy.mean_and_std(
-            statistics.cov_matrix, statistics.data_vector, settings.tikhonov_weight, contexts
-        )
-        noise = rng.standard_normal((draws,) + mean.shape)
-        sampled_scores = mean + settings.alpha * std * noise
-        return _one_hot_average(np.argmax(sampled_scores, axis=2), arms.shape[1])
-
-    return probabilities
-
-
-def saved_policy(agent_name: str, policy) -> Policy:
-    """A TF-Agents per-arm policy's `action`, fed the features it was trained on."""
-
-    def probabilities(global_features: np.ndarray, arms: np.ndarray, draws: int) -> np.ndarray:
-        observed = per_arm_features.policy_arm_features(agent_name, global_features, arms)
-        step = per_arm_agents.per_arm_time_step(global_features, observed)
-        choices = np.stack([policy.action(step).action.numpy() for _ in range(draws)])
-        return _one_hot_average(choices, arms.shape[1])
-
-    return probabilities
-
-
-def in_blocks(
-    policy: Policy, global_features: np.ndarray, arms: np.ndarray, draws: int
-) -> np.ndarray:
-    """`policy` over all rounds, a block of rounds at a time."""
-    rounds = max(1, _BLOCK_CANDIDATES // arms.shape[1])
-    return np.concatenate(
-        [
-            policy(global_features[s : s + rounds], arms[s : s + rounds], draws)
-            for s in range(0, len(global_features), rounds)
-        ]
-    )
 
 
 def train_tf_agents_anchor(
@@ -240,8 +169,10 @@ def run_per_arm_agents(
     uniform = movielens_per_arm.uniform_random_value(bandit, fresh.user_ids, fresh.candidate_ids)
 
     def judge(name: str, policy: Policy, draws: int, seconds: float) -> PerArmAgentResult:
-        chosen = np.argmax(in_blocks(policy, fresh_global, fresh_arms, 1), axis=1)
-        pi = in_blocks(policy, eval_global, eval_arms, draws)
+        chosen = np.argmax(
+            per_arm_target_policy.in_blocks(policy, fresh_global, fresh_arms, 1), axis=1
+        )
+        pi = per_arm_target_policy.in_blocks(policy, eval_global, eval_arms, draws)
         result = PerArmAgentResult(
             agent=name,
             num_candidates=num_candidates,
@@ -264,7 +195,9 @@ def run_per_arm_agents(
     rng = np.random.default_rng([seed, 30])
     movie_ids = np.arange(1, bandit.num_movies + 1)
     catalogue = ItemCatalogue(
-        movie_ids, movielens_per_arm.arm_features(bandit, movie_ids), f"movielens-svd-k{rank_k}"
+        movie_ids,
+        movielens_per_arm.arm_features(bandit, movie_ids),
+        movielens_per_arm.item_feature_version(rank_k),
     )
     with tempfile.TemporaryDirectory(prefix="per-arm-report-") as work_dir:
         for name in agents:
@@ -278,10 +211,19 @@ def run_per_arm_agents(
             policy_dir = str(pathlib.Path(work_dir) / name)
             save_per_arm_policy(trained, catalogue, policy_dir)
             if trained.statistics is not None:
-                policy = linear_policy(trained, rng)
+                policy = per_arm_target_policy.linear_policy_probabilities(
+                    name,
+                    trained.statistics.cov_matrix,
+                    trained.statistics.data_vector,
+                    settings.tikhonov_weight,
+                    settings.alpha,
+                    rng,
+                )
                 stochastic = name in (agent_names.PER_ARM_LINTS, agent_names.INTERACTION_LINTS)
             else:
-                policy = saved_policy(name, load_saved_policy(policy_dir))
+                policy = per_arm_target_policy.saved_policy_probabilities(
+                    name, load_saved_policy(policy_dir)
+                )
                 stochastic = name != agent_names.PER_ARM_NEURAL_LINUCB
             draws = _POLICY_SAMPLES if stochastic else 1
             results.append(judge(name, policy, draws, trained.training_seconds))
@@ -291,7 +233,9 @@ def run_per_arm_agents(
             train_global, train_arms, train_rewards, num_candidates, settings
         )
         seconds = time.perf_counter() - started
-        policy = saved_policy(agent_names.PER_ARM_LINUCB, anchor.policy)
+        policy = per_arm_target_policy.saved_policy_probabilities(
+            agent_names.PER_ARM_LINUCB, anchor.policy
+        )
         results.append(judge(TF_AGENTS_ANCHOR, policy, 1, seconds))
     return results
 

@@ -232,7 +232,9 @@ def test_logged_batches_cover_every_row_once_per_epoch():
         (
             {"agent": "DQN"},
             "invalid setting trainer.agent: 'DQN' is not supported; choose one of LinUCB, LinTS, "
-            "NeuralEpsilonGreedy, NeuralLinUCB",
+            "NeuralEpsilonGreedy, NeuralLinUCB (classic problem) or PerArmLinUCB, PerArmLinTS, "
+            "InteractionLinUCB, InteractionLinTS, PerArmNeuralEpsilonGreedy, PerArmNeuralLinUCB, "
+            "DotProductEpsilonGreedy (per-arm problem)",
         ),
         ({"alpha": -1.0}, "invalid setting trainer.alpha: must be >= 0"),
         ({"tikhonov_weight": 0.0}, "invalid setting trainer.tikhonov_weight: must be > 0"),
@@ -286,7 +288,8 @@ def test_component_parameters_are_the_settings_fields():
     )
     trainer = BanditTrainer(**channels, observation_dim=D, num_actions=K, settings=settings)
     assert trainer.exec_properties == {
-        "observation_dim": D, "num_actions": K, **dataclasses.asdict(settings)
+        "observation_dim": D, "num_actions": K, "problem": "classic", "arm_dim": 0,
+        "feature_version": "", **dataclasses.asdict(settings),
     }
     assert settings_from_exec_properties(trainer.exec_properties) == settings
     vertex = VertexJobBanditTrainer(

@@ -14,7 +14,7 @@ from tf_agents.bandits.agents import linear_thompson_sampling_agent as lin_ts_ag
 from tf_agents.bandits.agents import utils as bandit_agent_utils
 from tf_agents.policies import policy_saver
 
-from bandit_core import agent_names, per_arm_features, per_arm_linear_policy
+from bandit_core import agent_names, per_arm_features, per_arm_linear_policy, saved_policy
 from bandit_core.per_arm_statistics import per_arm_statistics
 from custom_components.bandit_trainer import per_arm_agents
 
@@ -63,7 +63,7 @@ def problem():
 
 def _actions(policy, agent: str, users, candidates) -> np.ndarray:
     seen = per_arm_features.policy_arm_features(agent, users, candidates)
-    return policy.action(per_arm_agents.per_arm_time_step(users, seen)).action.numpy()
+    return policy.action(saved_policy.per_arm_time_step(users, seen)).action.numpy()
 
 
 def _rel(actual, expected) -> float:

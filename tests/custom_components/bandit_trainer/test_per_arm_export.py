@@ -4,10 +4,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from bandit_core import agent_names, per_arm_features
+from bandit_core import agent_names, per_arm_features, saved_policy
 from bandit_core.item_catalogue import CATALOGUE_DIR, ItemCatalogue
 from bandit_core.policy_metadata import GREEDY_POLICY_DIR, PER_ARM, read_policy_metadata
-from custom_components.bandit_trainer import per_arm_agents
 from custom_components.bandit_trainer.per_arm_export import save_per_arm_policy
 from tests.serving.per_arm_factory import AGENT_EPSILON, DA, DG, C, catalogue, export, train
 
@@ -23,7 +22,7 @@ def test_exported_policy_loads_in_tf_agents_and_acts_on_per_arm_steps(agent, tmp
     users = rng.normal(size=(8, DG))
     candidates = items.features_of(rng.choice(items.movie_ids, size=8 * C).tolist()).reshape(8, C, DA)
     seen = per_arm_features.policy_arm_features(agent, users, candidates)
-    actions = loaded.action(per_arm_agents.per_arm_time_step(users, seen)).action.numpy()
+    actions = loaded.action(saved_policy.per_arm_time_step(users, seen)).action.numpy()
     assert actions.shape == (8,) and np.all((0 <= actions) & (actions < C))
 
     metadata = read_policy_metadata(str(tmp_path))

@@ -18,8 +18,14 @@ UTC = datetime.timezone.utc
 _LITERAL = re.compile(r"TIMESTAMP\('([^']*)'\)")
 
 
+CLASSIC_ROWS = f"{columns.MOVIE_ID} IS NULL"
+
+
 def _where(query: str) -> str:
-    return query.split(" WHERE ", 1)[1]
+    """The conditions after the one that keeps classic rows (which every classic query has)."""
+    where = query.split(" WHERE ", 1)[1]
+    assert where.startswith(CLASSIC_ROWS)
+    return where[len(CLASSIC_ROWS):].removeprefix(" AND ")
 
 
 def _literal_instants(query: str):
@@ -45,8 +51,8 @@ def test_selects_the_example_features_and_event_time_in_micros():
     assert f"FROM `{TABLE}` " in query
 
 
-def test_open_window_and_no_filter_selects_everything():
-    assert _where(build_examples_query(TABLE)) == "TRUE"
+def test_open_window_and_no_filter_selects_every_classic_row():
+    assert build_examples_query(TABLE).endswith(f" WHERE {CLASSIC_ROWS}")
 
 
 def test_window_bounds_are_utc_timestamp_literals_half_open():
@@ -187,7 +193,7 @@ def test_serving_logs_query_selects_the_example_features():
     assert f"`{PREDICTIONS}`" in query and f"`{REWARDS}`" in query
     assert "ON p.event_id = r.event_id" in query
     assert query.count("PARTITION BY event_id") == 2
-    assert query.endswith("WHERE TRUE")
+    assert query.endswith(f"WHERE p.{CLASSIC_ROWS}")
 
 
 def test_serving_logs_window_applies_to_the_prediction_time():
@@ -195,7 +201,7 @@ def test_serving_logs_window_applies_to_the_prediction_time():
         PREDICTIONS, REWARDS, "2026-11-25T00:00:00", "2026-11-25T01:00:00Z"
     )
     assert query.endswith(
-        "WHERE p.event_time >= TIMESTAMP('2026-11-25T00:00:00+00:00') "
+        f"WHERE p.{CLASSIC_ROWS} AND p.event_time >= TIMESTAMP('2026-11-25T00:00:00+00:00') "
         "AND p.event_time < TIMESTAMP('2026-11-25T01:00:00+00:00')"
     )
 

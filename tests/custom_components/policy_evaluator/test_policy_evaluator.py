@@ -382,7 +382,7 @@ def test_component_parameters_are_the_settings_fields():
     )
     assert evaluator.exec_properties == {
         "split": "eval", **dataclasses.asdict(settings), "reward_min": -5.0,
-        "reward_max": 10.0, "movielens_dir": "",
+        "reward_max": 10.0, "movielens_dir": "", "rank_k": 0,
     }
     assert executor.settings_from_exec_properties(evaluator.exec_properties) == settings
 
