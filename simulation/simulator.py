@@ -3,6 +3,8 @@
 Each simulated request is one sampled user; the reward posted back is that
 same user's reward for the action that was served (the anchor sample paired
 the action with a random user's reward, which makes learning impossible).
+What a request carries and how a user rewards depend on the problem (see
+`simulated_users`).
 """
 
 import asyncio
@@ -15,7 +17,7 @@ import aiohttp
 import numpy as np
 
 from bandit_core.errors import require
-from simulation.movielens_environment import MovieLensBandit
+from simulation.simulated_users import PredictionError, SimulatedUsers
 
 
 @dataclasses.dataclass(frozen=True)
@@ -68,34 +70,36 @@ class _Tally:
 
 def run_round(
     server_url: str,
-    bandit: MovieLensBandit,
+    users: SimulatedUsers,
     config: SimulatorConfig,
     predict_route: str = "/predict",
     reward_route: str = "/reward",
 ) -> RoundReport:
     """Sends `config.requests_per_round` single-user predictions and reports rewards."""
-    return asyncio.run(_run_round(server_url, bandit, config.validate(), predict_route, reward_route))
+    return asyncio.run(_run_round(server_url, users, config.validate(), predict_route, reward_route))
 
 
 async def _run_round(
     server_url: str,
-    bandit: MovieLensBandit,
+    users: SimulatedUsers,
     config: SimulatorConfig,
     predict_route: str,
     reward_route: str,
 ) -> RoundReport:
     rng = np.random.default_rng(config.seed)
-    users = rng.integers(0, bandit.num_users, size=config.requests_per_round)
+    sampled = rng.integers(0, users.num_users, size=config.requests_per_round)
     queue: asyncio.Queue = asyncio.Queue()
     started = time.perf_counter()
-    for index, user in enumerate(users):
+    for index, user in enumerate(sampled):
         queue.put_nowait((index, int(user)))
     tally = _Tally()
     timeout = aiohttp.ClientTimeout(total=30)
     async with aiohttp.ClientSession(base_url=server_url, timeout=timeout) as session:
         workers = [
             asyncio.create_task(
-                _worker(session, queue, bandit, config, started, tally, predict_route, reward_route)
+                _worker(
+                    session, queue, users, config, started, tally, rng, predict_route, reward_route
+                )
             )
             for _ in range(config.concurrency)
         ]
@@ -113,10 +117,11 @@ async def _run_round(
 async def _worker(
     session: aiohttp.ClientSession,
     queue: asyncio.Queue,
-    bandit: MovieLensBandit,
+    users: SimulatedUsers,
     config: SimulatorConfig,
     started: float,
     tally: _Tally,
+    rng: np.random.Generator,
     predict_route: str,
     reward_route: str,
 ) -> None:
@@ -126,35 +131,36 @@ async def _worker(
             delay = started + index / config.rate_per_s - time.perf_counter()
             if delay > 0:
                 await asyncio.sleep(delay)
-        error = await _serve_one(session, bandit, user, tally, predict_route, reward_route)
+        error = await _serve_one(session, users, user, tally, rng, predict_route, reward_route)
         if error:
             tally.errors.append(error)
 
 
 async def _serve_one(
     session: aiohttp.ClientSession,
-    bandit: MovieLensBandit,
+    users: SimulatedUsers,
     user: int,
     tally: _Tally,
+    rng: np.random.Generator,
     predict_route: str,
     reward_route: str,
 ) -> Optional[str]:
-    instance = {
-        "observation": bandit.observations[user].tolist(),
-        "user_id": int(bandit.user_ids[user]),
-    }
-    async with session.post(predict_route, json={"instances": [instance]}) as response:
+    async with session.post(
+        predict_route, json={"instances": [users.instance(user)]}
+    ) as response:
         body = await response.json(content_type=None)
         if response.status != 200:
             return f"predict HTTP {response.status}: {body}"
     prediction = body["predictions"][0]
-    action = int(prediction["action"])
-    reward = float(bandit.reward_table[user, action])
+    try:
+        reward, regret = users.outcome(user, prediction, rng)
+    except PredictionError as error:
+        return f"predict answered {prediction}: {error}"
     payload = {"event_id": prediction["event_id"], "reward": reward}
     async with session.post(reward_route, json=payload) as response:
         if response.status != 200:
             return f"reward HTTP {response.status}: {await response.text()}"
     tally.rewards.append(reward)
-    tally.regrets.append(float(bandit.optimal_rewards[user]) - reward)
+    tally.regrets.append(regret)
     tally.versions[prediction["model_version"]] += 1
     return None

@@ -122,6 +122,45 @@ def test_no_flags_give_the_defaults():
     assert cli.load_cli_config(args) == PipelineConfig()
 
 
+def test_the_demo_runs_the_per_arm_problem_unless_told_otherwise(tmp_path):
+    demo = cli.load_cli_config(cli.build_parser().parse_args(["demo"]))
+    assert (demo.movielens.problem, demo.trainer.agent) == ("per_arm", "InteractionLinUCB")
+    classic = cli.load_cli_config(cli.build_parser().parse_args(["demo", "--problem", "classic"]))
+    assert (classic.movielens.problem, classic.trainer.agent) == ("classic", "LinUCB")
+    config_file = tmp_path / "c.json"
+    config_file.write_text(json.dumps({"trainer": {"agent": "LinTS"}}))
+    from_file = cli.load_cli_config(
+        cli.build_parser().parse_args(["demo", "--config", str(config_file)])
+    )
+    assert (from_file.movielens.problem, from_file.trainer.agent) == ("classic", "LinTS")
+
+
+def test_choosing_a_problem_keeps_an_agent_that_fits_it(tmp_path):
+    config_file = tmp_path / "c.json"
+    config_file.write_text(
+        json.dumps(
+            {"movielens": {"problem": "per_arm"}, "trainer": {"agent": "DotProductEpsilonGreedy"}}
+        )
+    )
+    args = ["train", "--config", str(config_file), "--problem", "per_arm"]
+    config = cli.load_cli_config(cli.build_parser().parse_args(args))
+    assert (config.movielens.problem, config.trainer.agent) == (
+        "per_arm", "DotProductEpsilonGreedy"
+    )
+    switched = cli.load_cli_config(
+        cli.build_parser().parse_args(["train", "--config", str(config_file), "--problem", "classic"])
+    )
+    assert switched.trainer.agent == "LinUCB"
+
+
+def test_a_classic_agent_in_a_per_arm_config_is_refused_naming_the_setting(tmp_path, capsys):
+    config_file = tmp_path / "c.json"
+    config_file.write_text(json.dumps({"movielens": {"problem": "per_arm"}}))
+    assert cli.main(["train", "--config", str(config_file)]) == 2
+    error = capsys.readouterr().err
+    assert "trainer.agent" in error and "InteractionLinUCB" in error
+
+
 @pytest.mark.parametrize(
     "content, setting",
     [

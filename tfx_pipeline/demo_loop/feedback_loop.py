@@ -13,8 +13,9 @@ from absl import logging
 
 from bandit_core.bigquery import clients
 from bandit_core.bigquery.clients import BigQueryEndpoints
-from simulation import movielens_environment
+from simulation import movielens_per_arm
 from simulation.bandit_loader import load_movielens_bandit
+from simulation.simulated_users import ClassicUsers, PerArmUsers, SimulatedUsers
 from simulation.simulator import run_round
 from simulation.trigger import RetrainingTrigger, TriggerDecision
 from tfx_pipeline import pipeline
@@ -60,9 +61,7 @@ def run_feedback_loop(
             "show the policy beats the logging policy (see `mlbandits lineage show --type "
             "ModelBlessing` for the reason)"
         )
-    bandit = load_movielens_bandit(
-        config.movielens.data_dir, config.movielens.rank_k, config.movielens.num_actions
-    )
+    users = simulated_users_of(config)
     client = clients.make_bigquery_client(endpoints)
     rewards_table = f"{endpoints.project}.{config.bigquery.dataset}.{config.bigquery.rewards_table}"
     results: List[RoundResult] = []
@@ -79,7 +78,7 @@ def run_feedback_loop(
         for round_index in range(loop.rounds + 1):
             report = run_round(
                 server.url,
-                bandit,
+                users,
                 dataclasses.replace(loop, seed=loop.seed + round_index),
                 config.serving.predict_route,
                 config.serving.reward_route,
@@ -110,9 +109,24 @@ def run_feedback_loop(
                 decision_text += ", not blessed: kept serving the previous policy"
     return LoopResult(
         rounds=results,
-        uniform_random_regret=movielens_environment.oracle_value(bandit)
-        - movielens_environment.uniform_random_value(bandit),
-        oracle_reward=movielens_environment.oracle_value(bandit),
+        uniform_random_regret=users.uniform_random_regret(),
+        oracle_reward=users.oracle_value(),
+    )
+
+
+def simulated_users_of(config: PipelineConfig) -> SimulatedUsers:
+    """The users of the configured problem, as the Simulator plays them."""
+    movielens = config.movielens
+    if movielens.per_arm:
+        bandit = movielens_per_arm.load_per_arm_bandit(
+            movielens.data_dir,
+            movielens.rank_k,
+            user_demographics=movielens.user_demographics,
+            movie_metadata=movielens.movie_metadata,
+        )
+        return PerArmUsers(bandit, movielens.num_candidates, movielens.noise_sd)
+    return ClassicUsers(
+        load_movielens_bandit(movielens.data_dir, movielens.rank_k, movielens.num_actions)
     )
 
 

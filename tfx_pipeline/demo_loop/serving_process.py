@@ -19,12 +19,18 @@ from typing import Dict, Optional
 
 from google.cloud import bigquery
 
+from bandit_core import agent_names
 from bandit_core.bigquery.clients import BigQueryEndpoints
 from tfx_pipeline.config import PipelineConfig
 from tfx_pipeline.demo_loop import serving_logs
 
 _MODEL_POLL_S = 1.0
 _NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+
+def _has_numpy_scorer(agent: str) -> bool:
+    """Classic LinUCB and every per-arm agent have a fast scorer; see `serving`."""
+    return agent == agent_names.LINUCB or agent in agent_names.PER_ARM_AGENTS
 
 
 class ServingProcessError(RuntimeError):
@@ -39,7 +45,7 @@ def serving_environment(config: PipelineConfig, endpoints: BigQueryEndpoints, po
         "AIP_STORAGE_URI": str(config.local.serving_model_dir),
         "MLBANDITS_MODEL_POLL_S": str(_MODEL_POLL_S),
         "MLBANDITS_SPOOL_PATH": str(config.local.spool_path),
-        "MLBANDITS_SCORER": "numpy" if config.trainer.agent == "LinUCB" else "savedmodel",
+        "MLBANDITS_SCORER": "numpy" if _has_numpy_scorer(config.trainer.agent) else "savedmodel",
         "MLBANDITS_BQ_PROJECT": endpoints.project,
         "MLBANDITS_BQ_DATASET": bq.dataset,
         "MLBANDITS_BQ_PREDICTIONS_TABLE": bq.predictions_table,

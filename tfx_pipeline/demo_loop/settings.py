@@ -27,7 +27,7 @@ class LoopConfig(SimulatorConfig, TriggerConfig):
     SECTION: ClassVar[str] = "loop"
 
     rounds: int = 4
-    initial_events: int = 500
+    initial_events: int = 20_000
     reload_timeout_s: float = 120.0
 
     def validate(self) -> "LoopConfig":
