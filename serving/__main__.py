@@ -28,7 +28,9 @@ Vertex AI sets the AIP_* variables; everything project-specific is MLBANDITS_*:
   OPENBLAS_NUM_THREADS            1 unless set: per-request products are faster on one thread
 
 `--scorer` on the command line overrides MLBANDITS_SCORER. A version whose
-sidecar says problem "per_arm" is served by `serving.per_arm_scorer` either way.
+sidecar says problem "per_arm" is served by `serving.per_arm_scorer` either way:
+`numpy` scores linear agents in NumPy, `savedmodel` asks every round of the
+version's SavedModel (`load_per_arm_saved_model`).
 """
 
 import argparse
@@ -54,7 +56,7 @@ from bandit_core.errors import ConfigError  # noqa: E402
 from bandit_core.policy_metadata import PER_ARM, read_policy_metadata  # noqa: E402
 from serving.event_spool import EventSpool  # noqa: E402
 from serving.model_registry import ModelRegistry  # noqa: E402
-from serving.per_arm_scorer import load_per_arm_scorer  # noqa: E402
+from serving.per_arm_scorer import load_per_arm_saved_model, load_per_arm_scorer  # noqa: E402
 from serving.policy_scorer import SavedModelScorer, load_policy_scorer  # noqa: E402
 from serving.prediction_logger import PredictionLogger  # noqa: E402
 from serving.server import BanditServer  # noqa: E402
@@ -63,20 +65,22 @@ from serving.settings import ServingSettings  # noqa: E402
 _LOG = logging.getLogger("serving")
 
 
-def by_problem(classic: Callable[[str], object]) -> Callable[[str], object]:
-    """A loader that serves per-arm versions (by their sidecar) with the per-arm scorer."""
+def by_problem(
+    classic: Callable[[str], object], per_arm: Callable[[str], object]
+) -> Callable[[str], object]:
+    """A loader that picks the classic or the per-arm scorer by the version's sidecar."""
 
     def load(policy_dir: str) -> object:
         if read_policy_metadata(policy_dir).problem == PER_ARM:
-            return load_per_arm_scorer(policy_dir)
+            return per_arm(policy_dir)
         return classic(policy_dir)
 
     return load
 
 
 SCORERS: Mapping[str, Callable[[str], object]] = {
-    "numpy": by_problem(load_policy_scorer),
-    "savedmodel": by_problem(SavedModelScorer),
+    "numpy": by_problem(load_policy_scorer, load_per_arm_scorer),
+    "savedmodel": by_problem(SavedModelScorer, load_per_arm_saved_model),
 }
 _BQ_DEFAULTS = BigQueryConfig()
 # Vertex AI's port when AIP_HTTP_PORT is unset; the settings' default, 0 (any

@@ -177,7 +177,7 @@ class BanditServer:
     @staticmethod
     def _candidate_features(scorer: PerArmScorer, ids: List[int], where: str) -> np.ndarray:
         try:
-            return scorer.catalogue.features_of(ids)
+            return scorer.candidate_features(ids)
         except UnknownItemsError as error:
             raise RequestError(
                 f"{where}: {error} (not in this model version's catalogue)"

@@ -8,15 +8,14 @@ from typing import Dict
 import numpy as np
 import pytest
 
-from bandit_core import agent_names, linear_policy, per_arm_features, per_arm_linear_policy
+from bandit_core import agent_names, linear_policy, per_arm_features, per_arm_linear_policy, saved_policy
 from bandit_core.bigquery.clients import BigQueryEndpoints
 from bandit_core.item_catalogue import CATALOGUE_DIR, ItemCatalogue
 from bandit_core.saved_policy import load_saved_policy
-from custom_components.bandit_trainer import per_arm_agents
 from serving.__main__ import SCORERS
 from serving.event_spool import EventSpool
 from serving.model_registry import ModelRegistry
-from serving.per_arm_scorer import LinearPerArmScorer, NeuralPerArmScorer
+from serving.per_arm_scorer import LinearPerArmScorer, SavedModelPerArmScorer
 from serving.prediction_logger import PredictionLogger
 from tests.serving.per_arm_factory import (
     AGENT_EPSILON,
@@ -128,7 +127,7 @@ def test_neural_propensity_is_the_exact_mixture_around_the_greedy_choice(agent, 
     policy_dir = exported(agent)
     registry = registry_for(policy_dir)
     scorer = registry.current.scorer
-    assert isinstance(scorer, NeuralPerArmScorer)
+    assert isinstance(scorer, SavedModelPerArmScorer)
     status, body = ask(registry, repeated(100), epsilon=0.1, max_instances=100)
     assert status == 200, body
 
@@ -144,7 +143,7 @@ def test_neural_propensity_is_the_exact_mixture_around_the_greedy_choice(agent, 
     users = np.repeat([USER], draws, axis=0)
     seen = per_arm_features.policy_arm_features(agent, users, np.repeat(features[None], draws, 0))
     loaded = load_saved_policy(str(policy_dir))
-    actions = loaded.action(per_arm_agents.per_arm_time_step(users, seen)).action.numpy()
+    actions = loaded.action(saved_policy.per_arm_time_step(users, seen)).action.numpy()
     frequencies = np.bincount(actions, minlength=C) / draws
     mixture = np.full(C, epsilon / C)
     mixture[CANDIDATES.index(greedy)] += 1 - epsilon
