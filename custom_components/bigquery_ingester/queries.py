@@ -83,7 +83,8 @@ def _per_arm_select(events: str, items_table_id: str, feature_version: str) -> s
     (written with UNNEST ... WITH OFFSET, which the emulator evaluates the way
     BigQuery does; its `array[OFFSET(i)]` counts from 1), and how many
     candidates are distinct. Events whose movie has no features of this
-    version do not join, so they are not trained on.
+    version do not join, so they are not trained on; a movie's row repeated in
+    the items table (insert ids deduplicate only best-effort) joins once.
     """
     _check_feature_version(feature_version)
     e = events
@@ -98,9 +99,8 @@ def _per_arm_select(events: str, items_table_id: str, feature_version: str) -> s
         f"AS {columns.CHOSEN_AT_SLOT}, "
         f"(SELECT COUNT(DISTINCT m) FROM UNNEST({e}.{columns.CANDIDATE_MOVIE_IDS}) AS m) "
         f"AS {columns.DISTINCT_CANDIDATES} "
-        f"FROM {{events}} JOIN `{items_table_id}` AS i "
-        f"ON i.{columns.MOVIE_ID} = {e}.{columns.MOVIE_ID} "
-        f"AND i.{columns.FEATURE_VERSION} = '{feature_version}'"
+        f"FROM {{events}} JOIN ({build_items_query(items_table_id, feature_version)}) AS i "
+        f"ON i.{columns.MOVIE_ID} = {e}.{columns.MOVIE_ID}"
     )
 
 

@@ -123,6 +123,8 @@ def _per_arm_rows(
     batch = per_arm_logged_data.simulate_uniform_per_arm_logging(
         bandit, num_events, num_candidates, exec_properties["noise_sd"], seed
     )
-    prefix = per_arm_logged_data.per_arm_event_id_prefix(num_events, num_candidates, rank_k, seed)
+    prefix = per_arm_logged_data.per_arm_event_id_prefix(
+        bandit, num_events, num_candidates, exec_properties["noise_sd"], seed
+    )
     rows = per_arm_logged_data.to_per_arm_bigquery_rows(batch, now, known_events(prefix))
     return prefix, len(batch), rows

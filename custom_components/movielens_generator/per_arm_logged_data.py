@@ -51,14 +51,18 @@ class PerArmLoggedBatch:
         return len(self.event_ids)
 
 
-def per_arm_event_id_prefix(num_events: int, num_candidates: int, rank_k: int, seed: int) -> str:
-    """Names a generated batch; a different problem, size or seed never collides.
+def per_arm_event_id_prefix(
+    bandit: MovieLensPerArmBandit, num_events: int, num_candidates: int, noise_sd: float, seed: int
+) -> str:
+    """Names a generated batch; a different problem, size, noise or seed never collides.
 
     The size is part of the name because one seed's rounds depend on the batch
-    size (users are drawn before candidates), so event i of two sizes differs.
+    size (users are drawn before candidates), so event i of two sizes differs;
+    the user features' width and the noise change what a row holds.
     """
     return (
-        f"gen-{UNIFORM_RANDOM_POLICY_ID}-perarm-n{num_events}-c{num_candidates}-k{rank_k}-s{seed}-"
+        f"gen-{UNIFORM_RANDOM_POLICY_ID}-perarm-n{num_events}-c{num_candidates}"
+        f"-k{bandit.rank_k}-g{bandit.global_dim}-sd{noise_sd:g}-s{seed}-"
     )
 
 
@@ -82,7 +86,7 @@ def simulate_uniform_per_arm_logging(
     rewards = movielens_per_arm.observed_rewards(
         bandit, rounds.user_ids, movie_ids, np.random.default_rng([seed, 2]), noise_sd
     )
-    prefix = per_arm_event_id_prefix(num_events, num_candidates, bandit.rank_k, seed)
+    prefix = per_arm_event_id_prefix(bandit, num_events, num_candidates, noise_sd, seed)
     return PerArmLoggedBatch(
         event_ids=np.array([f"{prefix}{i:09d}" for i in range(num_events)]),
         user_ids=rounds.user_ids,

@@ -1,4 +1,9 @@
-"""The demo's closed loop, shortened: serve, log, trigger, retrain, hot reload."""
+"""The demo's closed loop, shortened: serve, log, trigger, retrain, hot reload.
+
+On the per-arm problem, the demo's default: the server draws the candidates,
+logs them with the served movie, and the retraining DAG joins the logs to the
+rewards and the items table.
+"""
 
 import json
 
@@ -22,14 +27,21 @@ pytestmark = [
 def test_one_round_retrains_on_the_served_logs_and_logs_every_event_once(tmp_path):
     config = PipelineConfig().replace(
         local={"root": str(tmp_path)},
-        loop={"rounds": 1, "initial_events": 500, "requests_per_round": 600, "min_new_events": 500},
+        movielens={"problem": "per_arm", "num_candidates": 20},
+        trainer={"agent": "InteractionLinUCB"},
+        evaluator={"bootstrap_samples": 100},
+        loop={
+            "rounds": 1, "initial_events": 4000, "requests_per_round": 600, "min_new_events": 500
+        },
     ).validate()
     with BigQueryEmulator(data_dir=tmp_path / "bigquery") as emulator:
         result = feedback_loop.run_feedback_loop(config, emulator.endpoints)
         client = clients.make_bigquery_client(emulator.endpoints)
         table = f"{emulator.project}.{config.bigquery.dataset}.{config.bigquery.predictions_table}"
         counts = next(iter(client.query(
-            f"SELECT COUNT(*) AS n, COUNT(DISTINCT event_id) AS d FROM `{table}`"
+            f"SELECT COUNT(*) AS n, COUNT(DISTINCT event_id) AS d, "
+            f"COUNTIF(ARRAY_LENGTH(candidate_movie_ids) = 20 AND movie_id IN "
+            f"UNNEST(candidate_movie_ids)) AS per_arm FROM `{table}`"
         ).result()))
 
     first, last = result.rounds
@@ -40,6 +52,6 @@ def test_one_round_retrains_on_the_served_logs_and_logs_every_event_once(tmp_pat
         assert last.model_version != first.model_version
     for served in result.rounds:
         assert served.average_regret < 0.5 * result.uniform_random_regret
-    assert counts["n"] == counts["d"] == first.events + last.events
+    assert counts["n"] == counts["d"] == counts["per_arm"] == first.events + last.events
     decisions = [json.loads(line) for line in (config.local.trigger_dir / "decisions.jsonl").open()]
     assert decisions[-1]["run"] and decisions[-1]["new_events"] >= 300

@@ -9,9 +9,12 @@ import json
 import math
 
 import pytest
+from google.protobuf import json_format
 from tfx import v1 as tfx
+from tfx.components.example_gen import utils as example_gen_utils
+from tfx.proto import example_gen_pb2
 
-from bandit_core import agent_names
+from bandit_core import agent_names, columns
 from bandit_core.bigquery.clients import BigQueryEndpoints
 from custom_components.bigquery_ingester.component import ITEMS_EXAMPLE_GEN_ID
 from simulation import movielens_data, movielens_per_arm
@@ -184,6 +187,16 @@ def test_per_arm_pipeline_feeds_the_items_example_gen_to_the_trainer(
         # The catalogue is read only after the Generator has written it.
         assert "MovieLensGenerator" in {node.id for node in items_gen.upstream_nodes}
         assert components["MovieLensGenerator"].exec_properties["problem"] == "per_arm"
+
+
+def test_items_example_gen_writes_one_items_split(per_arm_config, tmp_path):
+    """The trainer reads Split-items; the default config would hash it into train and eval."""
+    params = _components(per_arm_config, tmp_path)[ITEMS_EXAMPLE_GEN_ID].exec_properties
+    input_config = json_format.Parse(params["input_config"], example_gen_pb2.Input())
+    output_config = json_format.Parse(params["output_config"], example_gen_pb2.Output())
+    assert example_gen_utils.generate_output_split_names(input_config, output_config) == [
+        columns.ITEMS_SPLIT
+    ]
 
 
 def test_per_arm_schema_gen_gets_the_arm_and_candidate_dimensions(per_arm_config, tmp_path):
