@@ -163,7 +163,9 @@ def read_items_split(split_dir: str, batch_size: int = 8192) -> Tuple[np.ndarray
 def _split_files(split_dir: str) -> List[str]:
     files = tf.io.gfile.glob(os.path.join(split_dir, "*.gz"))
     if not files:
-        raise ValueError(f"no example files (*.gz) in {split_dir}; did ExampleGen write this split?")
+        raise ValueError(
+            f"no example files (*.gz) in {split_dir}; did ExampleGen write this split?"
+        )
     return files
 
 

@@ -76,7 +76,9 @@ def run_round(
     reward_route: str = "/reward",
 ) -> RoundReport:
     """Sends `config.requests_per_round` single-user predictions and reports rewards."""
-    return asyncio.run(_run_round(server_url, users, config.validate(), predict_route, reward_route))
+    return asyncio.run(
+        _run_round(server_url, users, config.validate(), predict_route, reward_route)
+    )
 
 
 async def _run_round(

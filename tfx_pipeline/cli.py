@@ -12,7 +12,6 @@ from tfx_pipeline import config as config_lib
 from tfx_pipeline.lineage import cli as lineage_cli
 from tfx_pipeline.vertex import cli as vertex_cli
 
-
 # The agent a problem gets when `--problem` switches to it: the best per-arm
 # agent of the report, and the classic default.
 DEFAULT_AGENTS = {CLASSIC: LINUCB, PER_ARM: INTERACTION_LINUCB}

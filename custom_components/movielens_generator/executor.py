@@ -103,14 +103,17 @@ def _per_arm_rows(
         tables.ITEMS_SCHEMA,
     )
     known_items = frozenset(tables.existing_item_ids(client, items_id, version))
-    items = movielens_data.load_items(movielens_data.find_movielens(exec_properties["movielens_dir"]))
+    movielens_dir = movielens_data.find_movielens(exec_properties["movielens_dir"])
+    items = movielens_data.load_items(movielens_dir)
     items_written = tables.insert_rows(
         client,
         items_id,
         per_arm_logged_data.item_rows(bandit, items, version, known_items),
         row_id=tables.item_insert_id,
     )
-    logging.info("Generator wrote %d new movies of version %s to %s", items_written, version, items_id)
+    logging.info(
+        "Generator wrote %d new movies of version %s to %s", items_written, version, items_id
+    )
     output.set_string_custom_property("items_table", items_id)
     output.set_string_custom_property("feature_version", version)
     output.set_int_custom_property("items_written", items_written)

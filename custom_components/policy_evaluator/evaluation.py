@@ -7,7 +7,7 @@ refusal to bless whose reason names the problem.
 
 import dataclasses
 import math
-from typing import Any, Callable, Dict, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import numpy as np
 
@@ -83,6 +83,28 @@ def _finite_or_none(value: Any) -> Any:
     return value
 
 
+def check_inputs(settings: EvaluatorSettings, reward_range: Optional[Tuple[float, float]]) -> None:
+    """Raises on settings or a reward range no evaluation can use: a caller's bug, not bad data."""
+    settings.validate()
+    if reward_range is not None and not reward_range[0] < reward_range[1]:
+        raise ValueError(f"reward_range {reward_range!r} must be (min, max) with min < max")
+
+
+def refused(
+    reason: str,
+    settings: EvaluatorSettings,
+    reward_range: Optional[Tuple[float, float]],
+    rows: int,
+    simulator: Dict[str, Any],
+    notes: List[str],
+) -> Evaluation:
+    """The evaluation of data that cannot be estimated from: no estimates, no blessing."""
+    return Evaluation(
+        blessing.refuse(f"not blessed: {reason}"),
+        settings, reward_range, rows, None, None, None, simulator, tuple(notes),
+    )
+
+
 def evaluate(
     read_columns: Callable[[int], LoggedColumns],
     candidate: SavedPolicy,
@@ -104,9 +126,7 @@ def evaluate(
       bandit: the simulator, for true values; None when unavailable.
       simulator_note: why the simulator is unavailable, when it is.
     """
-    settings.validate()
-    if reward_range is not None and not reward_range[0] < reward_range[1]:
-        raise ValueError(f"reward_range {reward_range!r} must be (min, max) with min < max")
+    check_inputs(settings, reward_range)
     metadata = candidate.metadata
     notes = []
     if baseline is not None and (
@@ -125,10 +145,7 @@ def evaluate(
         simulator["unavailable"] = simulator_note or "no simulator configured"
 
     def refusal(reason: str, rows: int = 0) -> Evaluation:
-        return Evaluation(
-            blessing.refuse(f"not blessed: {reason}"),
-            settings, reward_range, rows, None, None, None, simulator, tuple(notes),
-        )
+        return refused(reason, settings, reward_range, rows, simulator, notes)
 
     try:
         columns = read_columns(metadata.observation_dim)

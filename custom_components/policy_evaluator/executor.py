@@ -3,7 +3,7 @@
 import dataclasses
 import json
 import os
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple, TypeVar
 
 import tensorflow as tf
 from absl import logging
@@ -27,6 +27,7 @@ from simulation.movielens_environment import MovieLensBandit
 from simulation.movielens_per_arm import MovieLensPerArmBandit
 
 EVALUATION_FILE = "policy_evaluation.json"
+T = TypeVar("T")
 
 
 def settings_from_exec_properties(exec_properties: Dict[str, Any]) -> EvaluatorSettings:
@@ -76,9 +77,9 @@ class Executor(base_executor.BaseExecutor):
         model = artifact_utils.get_single_instance(input_dict["model"])
         baseline_model = (input_dict.get("baseline_model") or [None])[0]
         candidate_dir = path_utils.serving_model_path(model.uri)
-        baseline_dir = (
-            path_utils.serving_model_path(baseline_model.uri) if baseline_model is not None else None
-        )
+        baseline_dir = None
+        if baseline_model is not None:
+            baseline_dir = path_utils.serving_model_path(baseline_model.uri)
         if read_policy_metadata(candidate_dir).problem == PER_ARM:
             result = _evaluate_per_arm(
                 examples, candidate_dir, baseline_dir, settings, exec_properties
@@ -113,14 +114,12 @@ def _evaluate_classic(
             candidate.metadata.observation_dim,
             candidate.metadata.num_actions,
         )
-    split = exec_properties["split"]
-
     def read_columns(observation_dim: int) -> logged_examples.LoggedColumns:
-        try:
-            split_uri = artifact_utils.get_split_uri([examples], split)
-            return logged_examples.read_split(split_uri, observation_dim, allow_missing=True)
-        except tf.errors.OpError as e:
-            raise ValueError(f"split {split!r} could not be parsed: {e.message}") from e
+        return _parse_split(
+            examples,
+            exec_properties["split"],
+            lambda uri: logged_examples.read_split(uri, observation_dim, allow_missing=True),
+        )
 
     return evaluation.evaluate(
         read_columns,
@@ -148,17 +147,16 @@ def _evaluate_per_arm(
         exec_properties.get("movielens_dir") if settings.use_simulator else None,
         exec_properties.get("rank_k") or 0,
     )
-    split = exec_properties["split"]
     metadata = candidate.metadata
 
     def read_columns() -> logged_examples.PerArmColumns:
-        try:
-            split_uri = artifact_utils.get_split_uri([examples], split)
-            return logged_examples.read_per_arm_split(
-                split_uri, metadata.global_dim, metadata.arm_dim, metadata.num_candidates
-            )
-        except tf.errors.OpError as e:
-            raise ValueError(f"split {split!r} could not be parsed: {e.message}") from e
+        return _parse_split(
+            examples,
+            exec_properties["split"],
+            lambda uri: logged_examples.read_per_arm_split(
+                uri, metadata.global_dim, metadata.arm_dim, metadata.num_candidates
+            ),
+        )
 
     return evaluate_per_arm(
         read_columns,
@@ -169,6 +167,14 @@ def _evaluate_per_arm(
         bandit=bandit,
         simulator_note=simulator_note,
     )
+
+
+def _parse_split(examples: types.Artifact, split: str, parse: Callable[[str], T]) -> T:
+    """`parse(split directory)`, with TensorFlow's parse errors as ValueErrors naming the split."""
+    try:
+        return parse(artifact_utils.get_split_uri([examples], split))
+    except tf.errors.OpError as e:
+        raise ValueError(f"split {split!r} could not be parsed: {e.message}") from e
 
 
 def _write_blessing(

@@ -9,14 +9,19 @@ Bad evaluation data never raises here: it becomes a refusal whose reason
 names the problem.
 """
 
-from typing import Callable, Dict, Optional, Tuple
+from typing import Any, Callable, Dict, Optional, Tuple
 
 import numpy as np
 
 from bandit_core.item_catalogue import UnknownItemsError
 from bandit_core.logged_examples import PerArmColumns
 from custom_components.policy_evaluator import blessing, candidate_sets, ope
-from custom_components.policy_evaluator.evaluation import Evaluation, PolicyReport
+from custom_components.policy_evaluator.evaluation import (
+    Evaluation,
+    PolicyReport,
+    check_inputs,
+    refused,
+)
 from custom_components.policy_evaluator.per_arm_target_policy import PerArmSavedPolicy
 from custom_components.policy_evaluator.settings import EvaluatorSettings
 from simulation import movielens_per_arm
@@ -44,7 +49,7 @@ def evaluate_per_arm(
       bandit: the per-arm simulator, for true values; None when unavailable.
       simulator_note: why the simulator is unavailable, when it is.
     """
-    settings.validate()
+    check_inputs(settings, reward_range)
     metadata = candidate.metadata
     notes = []
     if baseline is not None and (
@@ -58,15 +63,12 @@ def evaluate_per_arm(
             "so the candidate is compared with the logging policy"
         )
         baseline = None
-    simulator: Dict[str, object] = {}
+    simulator: Dict[str, Any] = {}
     if bandit is None:
         simulator["unavailable"] = simulator_note or "no simulator configured"
 
     def refusal(reason: str, rows: int = 0) -> Evaluation:
-        return Evaluation(
-            blessing.refuse(f"not blessed: {reason}"),
-            settings, reward_range, rows, None, None, None, simulator, tuple(notes),
-        )
+        return refused(reason, settings, reward_range, rows, simulator, notes)
 
     try:
         columns = read_columns()
@@ -147,7 +149,7 @@ def evaluate_per_arm(
 
 
 def _expected_rewards(
-    bandit: Optional[MovieLensPerArmBandit], columns: PerArmColumns, simulator: Dict[str, object]
+    bandit: Optional[MovieLensPerArmBandit], columns: PerArmColumns, simulator: Dict[str, Any]
 ) -> Optional[np.ndarray]:
     """[N, C] the simulator's expected reward of every logged candidate, when it knows them all.
 

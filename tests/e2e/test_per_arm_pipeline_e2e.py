@@ -78,6 +78,10 @@ def _states(config: PipelineConfig) -> dict:
     return states
 
 
+def _store(config: PipelineConfig):
+    return run_summary.open_store(str(config.local.metadata_path))
+
+
 def _per_arm_examples(examples_uri: str) -> list:
     files = tf.io.gfile.glob(os.path.join(examples_uri, "Split-*", "*.gz"))
     rows = []
@@ -102,7 +106,7 @@ def test_per_arm_dag_joins_item_features_and_pushes_a_policy_with_its_catalogue(
     assert len(tables.existing_item_ids(client, items_table, version)) == NUM_ITEMS
 
     _, artifacts = run_summary.latest_run_artifacts(
-        run_summary.open_store(str(config.local.metadata_path)), pipeline.pipeline_name(config, False)
+        _store(config), pipeline.pipeline_name(config, False)
     )
     examples = next(a for a in artifacts["Examples"] if "/BigQueryExampleGen/" in a.uri)
     rows = _per_arm_examples(examples.uri)
@@ -121,7 +125,7 @@ def test_per_arm_dag_joins_item_features_and_pushes_a_policy_with_its_catalogue(
         )
 
     summary = run_summary.summarize_latest_run(
-        run_summary.open_store(str(config.local.metadata_path)), pipeline.pipeline_name(config, False)
+        _store(config), pipeline.pipeline_name(config, False)
     )
     catalogue = ItemCatalogue.load(os.path.join(summary.pushed_destination, CATALOGUE_DIR))
     assert len(catalogue) == NUM_ITEMS and catalogue.feature_version == version
@@ -146,7 +150,7 @@ def test_per_arm_dag_joins_item_features_and_pushes_a_policy_with_its_catalogue(
 
     local_runner.run_pipeline(config, emulator.endpoints)
     _, rerun = run_summary.latest_run_artifacts(
-        run_summary.open_store(str(config.local.metadata_path)), pipeline.pipeline_name(config, False)
+        _store(config), pipeline.pipeline_name(config, False)
     )
     generated = rerun["mlbandits.LoggedInteractions"][-1].custom_properties
     assert generated["items_written"].int_value == 0

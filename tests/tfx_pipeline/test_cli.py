@@ -147,9 +147,8 @@ def test_choosing_a_problem_keeps_an_agent_that_fits_it(tmp_path):
     assert (config.movielens.problem, config.trainer.agent) == (
         "per_arm", "DotProductEpsilonGreedy"
     )
-    switched = cli.load_cli_config(
-        cli.build_parser().parse_args(["train", "--config", str(config_file), "--problem", "classic"])
-    )
+    switched_args = ["train", "--config", str(config_file), "--problem", "classic"]
+    switched = cli.load_cli_config(cli.build_parser().parse_args(switched_args))
     assert switched.trainer.agent == "LinUCB"
 
 
