@@ -14,6 +14,8 @@ by all movies (a per-movie model would see a handful of rows per movie), over
 MovieLens reward, whose concatenated features alone miss the interaction.
 """
 
+from typing import Sequence
+
 import numpy as np
 
 from bandit_core import per_arm_features
@@ -23,6 +25,8 @@ from custom_components.policy_evaluator.ope import OPEInputError
 # Reward-model features built at once, in floats: rows are taken in blocks of
 # about this many candidate features, whatever the candidate-set size.
 _PREDICTION_FLOATS = 1 << 24
+# Multiples of the configured ridge the reward model chooses among by out-of-fold error.
+RIDGE_STEPS = (1.0, 10.0, 100.0, 1000.0, 10000.0)
 # Keeps the penalty of a feature that is always 0 positive.
 _MIN_MEAN_SQUARE = 1e-12
 
@@ -94,8 +98,13 @@ def cross_fitted_candidate_predictions(
       slots: [N] the chosen candidate's position (see `chosen_slots`).
       rewards: [N] observed rewards.
       num_folds: >= 2 folds, assigned by a seeded random permutation.
-      ridge: L2 penalty of the shared regression, relative to each feature's
-        mean square over the logged rows.
+      ridge: the smallest L2 penalty of the shared regression, relative to
+        each feature's mean square over the logged rows. The penalty used is
+        the one of `ridge * RIDGE_STEPS` with the lowest squared error on the
+        logged rewards of the other folds, each predicted by a model fitted
+        without it (an inner cross-validation per fold): with few rows per feature (a 441-feature
+        model on a few hundred rows) the smallest penalty overfits and DR
+        goes far wrong, with many the smallest fits best.
       seed: seeds the fold assignment.
 
     Returns:
@@ -113,13 +122,29 @@ def cross_fitted_candidate_predictions(
     total = per_arm_statistics(chosen, r)
     # The penalty scales with each feature's mean square: ridge on standardised
     # features, so features as small as MovieLens' SVD vectors are not shrunk away.
-    penalty = ridge * np.diag(np.maximum(np.diag(total.cov_matrix) / len(r), _MIN_MEAN_SQUARE))
+    scale = np.diag(np.maximum(np.diag(total.cov_matrix) / len(r), _MIN_MEAN_SQUARE))
+    held = [per_arm_statistics(chosen[folds == fold], r[folds == fold]) for fold in range(num_folds)]
+
+    def fit(excluded: Sequence[int], step: float) -> np.ndarray:
+        a = total.cov_matrix + ridge * step * scale
+        b = total.data_vector
+        for fold in excluded:
+            a, b = a - held[fold].cov_matrix, b - held[fold].data_vector
+        return np.linalg.solve(a, b)
+
     thetas = np.empty((num_folds, chosen.shape[1]))
     for fold in range(num_folds):
-        held = per_arm_statistics(chosen[folds == fold], r[folds == fold])
-        thetas[fold] = np.linalg.solve(
-            total.cov_matrix - held.cov_matrix + penalty, total.data_vector - held.data_vector
-        )
+        # Fold `fold`'s penalty is chosen by an inner cross-validation over the
+        # other folds, so no row's reward reaches its own prediction.
+        others = [g for g in range(num_folds) if g != fold]
+        errors = [
+            sum(
+                np.sum((chosen[folds == g] @ fit((fold, g), step) - r[folds == g]) ** 2)
+                for g in others
+            )
+            for step in RIDGE_STEPS
+        ]
+        thetas[fold] = fit((fold,), RIDGE_STEPS[int(np.argmin(errors))])
     u = np.asarray(global_features)
     predictions = np.empty(arms.shape[:2])
     rows_per_block = max(1, _PREDICTION_FLOATS // (arms.shape[1] * chosen.shape[1]))

@@ -75,3 +75,19 @@ def test_a_rows_own_reward_never_reaches_its_prediction():
     after = cross_fitted_candidate_predictions(users, candidates, slots, changed, seed=3)
     np.testing.assert_allclose(after[17], before[17])
     assert not np.allclose(after, before)
+
+
+def test_with_few_rows_per_feature_the_model_chooses_a_heavier_penalty():
+    # 40 rows for 1 + 20 + 20 + 400 features: the lightest penalty overfits the noise.
+    rng = np.random.default_rng(4)
+    users, candidates = rng.normal(size=(40, 20)), rng.normal(size=(40, 5, 20))
+    expected = 0.05 * np.einsum("ni,nci->nc", users, candidates)
+    slots = rng.integers(0, 5, size=40)
+    rewards = expected[np.arange(40), slots] + rng.normal(scale=2.0, size=40)
+
+    def error(ridge: float) -> float:
+        q = cross_fitted_candidate_predictions(users, candidates, slots, rewards, ridge=ridge)
+        return float(np.mean((q - expected) ** 2))
+
+    # The smallest ridge's choices stop at 1; the default's reach 10,000.
+    assert error(1.0) < 0.5 * error(1e-4)
