@@ -29,7 +29,7 @@ def test_one_round_retrains_on_the_served_logs_and_logs_every_event_once(tmp_pat
         local={"root": str(tmp_path)},
         movielens={"problem": "per_arm", "num_candidates": 20},
         trainer={"agent": "InteractionLinUCB"},
-        evaluator={"bootstrap_samples": 100},
+        evaluator={"bootstrap_samples": 100, "blessing_comparison": "point_estimate"},
         loop={
             "rounds": 1, "initial_events": 4000, "requests_per_round": 600, "min_new_events": 500
         },

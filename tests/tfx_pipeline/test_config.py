@@ -247,7 +247,7 @@ def test_serving_and_loop_sections_keep_their_keys_and_defaults():
         "temperature": 1.0, "max_instances": 1000,
     }
     loop = {
-        "rounds": 4, "initial_events": 500, "requests_per_round": 1000, "concurrency": 8,
+        "rounds": 4, "initial_events": 20_000, "requests_per_round": 1000, "concurrency": 8,
         "min_new_events": 500, "interval_s": 0.0, "reload_timeout_s": 120.0,
     }
     assert serving.items() <= dataclasses.asdict(config.serving).items()
