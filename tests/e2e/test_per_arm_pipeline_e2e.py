@@ -13,7 +13,6 @@ from bandit_core import columns
 from bandit_core.bigquery import clients, tables
 from bandit_core.item_catalogue import CATALOGUE_DIR, ItemCatalogue
 from bandit_core.saved_policy import load_saved_policy, per_arm_policy_actions
-from custom_components.bandit_trainer.anomalies_gate import AnomaliesFoundError
 from simulation import movielens_per_arm
 from simulation.movielens_data import NUM_ITEMS, default_data_dir
 from tfx_pipeline import pipeline
@@ -155,39 +154,3 @@ def test_per_arm_dag_joins_item_features_and_pushes_a_policy_with_its_catalogue(
     generated = rerun["mlbandits.LoggedInteractions"][-1].custom_properties
     assert generated["items_written"].int_value == 0
     assert generated["rows_written"].int_value == 0
-
-
-def test_a_row_whose_movie_is_not_at_its_logged_slot_stops_training(emulator, tmp_path):
-    config = _config(
-        tmp_path, bigquery={"table": "per_arm_bad"}, generator={"num_events": 300, "seed": 9}
-    )
-    client = clients.make_bigquery_client(emulator.endpoints)
-    table_id = tables.ensure_table(client, config.bigquery.dataset, config.bigquery.table)
-    candidates = list(range(1, NUM_CANDIDATES + 1))
-    client.insert_rows_json(
-        table_id,
-        [
-            {
-                "event_id": "bad-slot",
-                "event_time": "2026-11-25T00:00:00+00:00",
-                "user_id": 1,
-                "observation": [0.01] * 20,
-                "action": 0,
-                "reward": 3.0,
-                "propensity": 1.0 / NUM_CANDIDATES,
-                "policy_id": "test",
-                "source": "test",
-                "candidate_movie_ids": candidates,
-                "movie_id": candidates[1],
-            }
-        ],
-    )
-
-    with pytest.raises(AnomaliesFoundError) as stopped:
-        local_runner.run_pipeline(config, emulator.endpoints)
-
-    assert columns.CHOSEN_AT_SLOT in str(stopped.value)
-    states = _states(config)
-    assert metadata_store_pb2.Execution.COMPLETE not in states["BanditTrainer"]
-    assert states["Pusher"] == []
-
