@@ -175,17 +175,24 @@ def run_pipeline_command(config: config_lib.PipelineConfig, retraining: bool) ->
     from tfx_pipeline.local import runner as local_runner
     from tfx_pipeline.reports import policy_report, run_summary
 
+    name = pipeline.pipeline_name(config, retraining)
+    previous_run = _latest_run_id(config, name)
     started = time.perf_counter()
     failure: Optional[BaseException] = None
-    with local_runner.bigquery_endpoints(config) as endpoints:
-        try:
+    try:
+        with local_runner.bigquery_endpoints(config) as endpoints:
             local_runner.run_pipeline(config, endpoints, retraining=retraining)
-        except Exception as e:  # the summary below still reports how far it got
-            failure = e
+    except Exception as e:  # the summary below still reports how far it got
+        failure = e
     elapsed = time.perf_counter() - started
+    if _latest_run_id(config, name) in (None, previous_run):
+        print(
+            f"\nThe run stopped before ML Metadata recorded it ({elapsed:.1f} s): {failure}",
+            file=sys.stderr,
+        )
+        return 1
     summary = run_summary.summarize_latest_run(
-        run_summary.open_store(str(config.local.metadata_path)),
-        pipeline.pipeline_name(config, retraining),
+        run_summary.open_store(str(config.local.metadata_path)), name
     )
     print(f"\nRun {summary.run_id} ({elapsed:.1f} s)")
     if summary.rows_generated is not None:
@@ -267,6 +274,17 @@ def run_report_command(args: argparse.Namespace) -> int:
     for kind, path in files.items():
         print(f"{kind:<12}: {path}")
     return 0
+
+
+def _latest_run_id(config: config_lib.PipelineConfig, pipeline_name: str) -> Optional[str]:
+    """The id of the pipeline's latest run in the local store, None before its first."""
+    from tfx_pipeline.reports import run_summary
+
+    try:
+        store = run_summary.open_store(str(config.local.metadata_path))
+        return run_summary.latest_run_artifacts(store, pipeline_name)[0]
+    except run_summary.MetadataNotFoundError:
+        return None
 
 
 def run_emulator_command(args: argparse.Namespace) -> int:

@@ -22,6 +22,7 @@ from bandit_core.errors import ConfigError
 from bandit_core.errors import require as _require
 from bandit_core.policy_metadata import CLASSIC, PER_ARM
 from custom_components.bandit_trainer.settings import TrainerSettings
+from custom_components.bigquery_ingester.queries import QueryConfigError, build_examples_query
 from custom_components.policy_evaluator.settings import EvaluatorSettings
 from serving.settings import ServingSettings
 from simulation import movielens_data, movielens_per_arm
@@ -135,6 +136,10 @@ class IngestionConfig:
     eval_buckets: int = 1
 
     def validate(self) -> None:
+        try:
+            build_examples_query("p.d.t", self.window_start, self.window_end, self.source)
+        except QueryConfigError as e:
+            raise ConfigError(f"invalid setting {e}") from e
         _require(self.train_buckets >= 1, "ingestion.train_buckets", "must be >= 1")
         _require(self.eval_buckets >= 1, "ingestion.eval_buckets", "must be >= 1")
 

@@ -15,6 +15,7 @@ import pytest
 
 from tfx_pipeline import cli
 from tfx_pipeline.config import PipelineConfig
+from tfx_pipeline.local import emulator
 
 EXPECTED_FLAGS = {
     "train": ["--config", "--root", "--movielens-dir", "--num-events", "--seed"],
@@ -197,3 +198,33 @@ def test_console_script_help():
     )
     assert result.returncode == 0, result.stderr
     assert "--num-events" in result.stdout
+
+
+def test_a_run_that_stops_before_metadata_says_so_instead_of_a_summary(
+    tmp_path, capsys, monkeypatch
+):
+    monkeypatch.setenv(emulator.PYTHON_ENV_VAR, str(tmp_path / "no-such-python"))
+    assert cli.main(["train", "--root", str(tmp_path / "runs")]) == 1
+    error = capsys.readouterr().err
+    assert "The run stopped before ML Metadata recorded it" in error
+    assert "no-such-python" in error and "bootstrap.sh" in error
+
+
+@pytest.mark.parametrize(
+    "ingestion, fragment",
+    [
+        ({"window_start": "yesterday"}, "ingestion.window_start='yesterday' is not an ISO-8601"),
+        (
+            {"window_start": "2026-02-01T00:00:00Z", "window_end": "2026-01-01T00:00:00Z"},
+            "must be before ingestion.window_end",
+        ),
+        ({"source": "x' OR '1'='1"}, "ingestion.source="),
+    ],
+)
+def test_bad_ingestion_settings_stop_before_anything_runs(tmp_path, capsys, ingestion, fragment):
+    config_file = tmp_path / "c.json"
+    config_file.write_text(json.dumps({"ingestion": ingestion}))
+    assert cli.main(["train", "--config", str(config_file), "--root", str(tmp_path / "r")]) == 2
+    error = capsys.readouterr().err
+    assert fragment in error and "invalid setting" in error
+    assert not (tmp_path / "r").exists()
