@@ -45,7 +45,6 @@ from pathlib import Path
 from typing import Dict, List, Optional
 
 import numpy as np
-
 import serving_latency
 from serving_latency import REPO, count_rows, group_cpu_seconds, running_server
 

@@ -33,7 +33,7 @@ How the probability of the served candidate is known, by agent kind:
 """
 
 import os
-from typing import Sequence, Tuple
+from typing import List, Sequence, Tuple
 
 import numpy as np
 import tensorflow as tf
@@ -91,6 +91,9 @@ class PerArmScorer:
         order = np.argsort(catalogue.movie_ids)
         self._sorted_ids = catalogue.movie_ids[order]
         self._sorted_features = catalogue.features[order].astype(np.float64)
+        # Catalogue position -> sorted position, for candidates drawn by position.
+        self._sorted_position = np.empty_like(order)
+        self._sorted_position[order] = np.arange(len(order))
 
     @property
     def global_dim(self) -> int:
@@ -109,6 +112,19 @@ class PerArmScorer:
         if not known.all():
             raise UnknownItemsError(ids[~known].tolist())
         return self._sorted_features[positions]
+
+    def draw_candidates(
+        self, count: int, rng: np.random.Generator
+    ) -> Tuple[List[int], np.ndarray]:
+        """([count] distinct catalogue movie ids drawn uniformly, [count, da] their features).
+
+        The same ids, in the same order, as `rng.choice(catalogue.movie_ids, count,
+        replace=False)`, but drawn as positions, so the features need no id lookup
+        and the ids, the catalogue's own, need no validation.
+        """
+        drawn = rng.choice(len(self._sorted_ids), size=count, replace=False)
+        positions = self._sorted_position[drawn]
+        return self._sorted_ids[positions].tolist(), self._sorted_features[positions]
 
     def choose(
         self,

@@ -45,6 +45,7 @@ _PYTHON_TYPES: dict[str, frozenset[type]] = {
     "BOOL": frozenset({bool}),
     "BOOLEAN": frozenset({bool}),
 }
+_FLOAT = {float}
 # Network calls one shipping round can still be in when close()'s deadline passes.
 _CALLS_PER_ROUND = 3
 _MAX_BACKOFF_EXPONENT = 32
@@ -175,7 +176,7 @@ class PredictionLogger:
             self._prune_if_due()
             self._checkpoint_if_due()
             try:
-                progressed = self._ship_round()
+                largest_batch = self._ship_round()
             except Exception as exc:  # whatever failed, the rows are safe in the spool
                 failures += 1
                 self._record_failure(exc, failures)
@@ -184,8 +185,13 @@ class PredictionLogger:
             if failures:
                 _LOG.info("shipping to BigQuery works again after %d failed attempts", failures)
                 failures = 0
-            if not progressed:
+            if not largest_batch:
                 self._wake.wait(self._poll_interval_s)
+            elif largest_batch < self._batch_size:
+                # The rows that arrive meanwhile share the next insert: at a steady
+                # request rate one insert per poll interval, not one per request,
+                # each costing this process's and BigQuery's CPU.
+                self._closing.wait(self._poll_interval_s)
 
     def _prune_if_due(self) -> None:
         if time.monotonic() >= self._next_prune:
@@ -207,18 +213,18 @@ class PredictionLogger:
     def _past_deadline(self) -> bool:
         return self._closing.is_set() and time.monotonic() >= self._deadline
 
-    def _ship_round(self) -> bool:
-        """Ships at most one batch per destination; False if there was nothing to ship."""
+    def _ship_round(self) -> int:
+        """Ships at most one batch per destination; returns the largest batch's size, 0 if none."""
         self._connect()
-        progressed = False
+        largest_batch = 0
         for destination, table_id in self._table_ids.items():
             if self._past_deadline():
                 break
             batch = self._spool.peek(self._batch_size, destination)
             if batch:
                 self._ship_batch(table_id, batch)
-                progressed = True
-        return progressed
+                largest_batch = max(largest_batch, len(batch))
+        return largest_batch
 
     def _connect(self) -> None:
         """Creates the client and the tables on first use, so an outage at start-up is retried too."""
@@ -368,7 +374,7 @@ def _prepare_row(row: dict[str, Any], columns: dict[str, _Column]) -> dict[str, 
         if column.repeated:
             if not isinstance(value, (list, tuple)):
                 raise ValueError(f"column {name} is REPEATED: expected a list, got {value!r}")
-            prepared[name] = [_checked(column, item) for item in value]
+            prepared[name] = _checked_items(column, value)
         else:
             prepared[name] = _checked(column, value)
     return prepared
@@ -377,6 +383,21 @@ def _prepare_row(row: dict[str, Any], columns: dict[str, _Column]) -> dict[str, 
 def _plain(value: Any) -> Any:
     """NumPy arrays and scalars as Python lists and numbers."""
     return value.tolist() if hasattr(value, "tolist") else value
+
+
+def _checked_items(column: _Column, items: Sequence[Any]) -> list[Any]:
+    """A REPEATED column's items as a list, checked as `_checked` would check each one.
+
+    Items that already have the column's exact Python types (a 1,682-id candidate
+    list, an observation from `tolist()`) are checked in whole-list passes in C;
+    anything else goes item by item, which converts NumPy scalars and names the
+    first bad item.
+    """
+    types = set(map(type, items))
+    finite = float not in types or (types == _FLOAT and all(map(math.isfinite, items)))
+    if types <= column.types and finite:
+        return list(items)
+    return [_checked(column, item) for item in items]
 
 
 def _checked(column: _Column, value: Any) -> Any:

@@ -7,6 +7,7 @@ server. A request that fails here gets HTTP 400 with the message as-is.
 import dataclasses
 import json
 import sys
+from collections import Counter
 from typing import Any, List, Optional, Tuple
 
 import numpy as np
@@ -208,6 +209,20 @@ def _candidates(value: Any, where: str, counts: Tuple[int, int]) -> Optional[Lis
         )
     if not low <= len(value) <= high:
         raise RequestError(f"{where}: expected {wanted} movie ids, got {len(value)}")
+    # Whole-list passes in C: a 1,682-id list costs tens of microseconds, not a
+    # Python loop's hundreds. Only a bad list is walked, to name its first bad id.
+    if list(map(type, value)).count(int) != len(value) or (
+        value and not (INT64_MIN <= min(value) and max(value) <= INT64_MAX)
+    ):
+        _check_ids_one_by_one(value, where)
+    if len(set(value)) != len(value):
+        repeated = sorted(movie_id for movie_id, n in Counter(value).items() if n > 1)
+        raise RequestError(f"{where}: movie ids {repeated} occur more than once")
+    return value
+
+
+def _check_ids_one_by_one(value: list, where: str) -> None:
+    """The exact check: raises for the first id that is no integer or lies outside INT64."""
     for j, movie_id in enumerate(value):
         if type(movie_id) is not int:
             raise RequestError(
@@ -215,10 +230,6 @@ def _candidates(value: Any, where: str, counts: Tuple[int, int]) -> Optional[Lis
             )
         if not INT64_MIN <= movie_id <= INT64_MAX:
             raise RequestError(f"{where}[{j}]: {_short(movie_id)} is outside the INT64 range")
-    if len(set(value)) != len(value):
-        repeated = sorted({movie_id for movie_id in value if value.count(movie_id) > 1})
-        raise RequestError(f"{where}: movie ids {repeated} occur more than once")
-    return value
 
 
 def _is_number(value: Any) -> bool:

@@ -126,11 +126,7 @@ class BanditServer:
                 (scorer.min_candidates, scorer.max_candidates),
                 self.settings.max_instances,
             )
-            candidates = self._candidates(scorer, parsed)
-            features = [
-                self._candidate_features(scorer, ids, f"instances[{i}].candidates")
-                for i, ids in enumerate(candidates)
-            ]
+            candidates, features = self._candidates(scorer, parsed)
         except RequestError as error:
             return _error(400, str(error))
         event_time = _now_iso()
@@ -160,19 +156,31 @@ class BanditServer:
             {"candidate_movie_ids": "candidates"},
         )
 
-    def _candidates(self, scorer: PerArmScorer, parsed: PerArmRequest) -> List[List[int]]:
-        """The request's candidates, or `max_candidates` catalogue movies drawn uniformly.
+    def _candidates(
+        self, scorer: PerArmScorer, parsed: PerArmRequest
+    ) -> Tuple[List[List[int]], List[np.ndarray]]:
+        """(each instance's candidate ids, their [C, da] features).
 
-        Drawn without replacement with the server's generator, so a seeded
-        server draws the same candidates in the same order.
+        The request's candidates, or `max_candidates` catalogue movies drawn
+        uniformly without replacement with the server's generator, so a seeded
+        server draws the same candidates in the same order. All draws come
+        before any lookup of the request's ids, so a request refused for an
+        unknown id draws as much from the generator as an accepted one.
         """
-        movie_ids = scorer.catalogue.movie_ids
-        return [
-            ids
-            if ids is not None
-            else self._rng.choice(movie_ids, size=scorer.max_candidates, replace=False).tolist()
-            for ids in parsed.candidates
-        ]
+        drawn = {
+            i: scorer.draw_candidates(scorer.max_candidates, self._rng)
+            for i, ids in enumerate(parsed.candidates)
+            if ids is None
+        }
+        candidates, features = [], []
+        for i, ids in enumerate(parsed.candidates):
+            if ids is None:
+                ids, arms = drawn[i]
+            else:
+                arms = self._candidate_features(scorer, ids, f"instances[{i}].candidates")
+            candidates.append(ids)
+            features.append(arms)
+        return candidates, features
 
     @staticmethod
     def _candidate_features(scorer: PerArmScorer, ids: List[int], where: str) -> np.ndarray:

@@ -92,6 +92,18 @@ def test_candidate_features_equal_the_catalogues_and_name_unknown_ids(exported):
     assert error.value.ids == [MOVIES + 1, 0, -5]
 
 
+@pytest.mark.parametrize("count", [1, C, MOVIES])
+def test_drawn_candidates_are_rng_choices_ids_with_the_catalogues_features(count, exported):
+    scorer = registry_for(exported(agent_names.INTERACTION_LINUCB), "numpy").current.scorer
+    rng, reference = np.random.default_rng(4), np.random.default_rng(4)
+    for _ in range(3):
+        ids, features = scorer.draw_candidates(count, rng)
+        expected = reference.choice(scorer.catalogue.movie_ids, size=count, replace=False)
+        assert ids == expected.tolist() and all(type(movie_id) is int for movie_id in ids)
+        np.testing.assert_array_equal(features, scorer.candidate_features(ids))
+    assert rng.random() == reference.random()  # both generators used alike
+
+
 @pytest.mark.parametrize("agent", LINUCB_AGENTS)
 def test_savedmodel_scorer_serves_per_arm_linucb_through_its_savedmodel(agent, exported):
     policy_dir = exported(agent)

@@ -8,7 +8,13 @@ from typing import Dict
 import numpy as np
 import pytest
 
-from bandit_core import agent_names, linear_policy, per_arm_features, per_arm_linear_policy, saved_policy
+from bandit_core import (
+    agent_names,
+    linear_policy,
+    per_arm_features,
+    per_arm_linear_policy,
+    saved_policy,
+)
 from bandit_core.bigquery.clients import BigQueryEndpoints
 from bandit_core.item_catalogue import CATALOGUE_DIR, ItemCatalogue
 from bandit_core.saved_policy import load_saved_policy
@@ -166,6 +172,17 @@ def test_without_candidates_the_server_samples_them_from_the_catalogue(exported)
     assert len({tuple(p["candidates"]) for p in body["predictions"]}) > 1
 
 
+def test_a_seeded_server_draws_what_rng_choice_over_the_catalogue_draws(exported):
+    registry = registry_for(exported(agent_names.INTERACTION_LINUCB))
+    given = {"global_features": USER, "candidates": CANDIDATES}
+    status, body = ask(registry, {"instances": [{"global_features": USER}, given, {"global_features": USER}]})
+    assert status == 200, body
+    rng = np.random.default_rng(0)  # the seed of `serving`'s server
+    movie_ids = registry.current.scorer.catalogue.movie_ids
+    drawn = [rng.choice(movie_ids, size=C, replace=False).tolist() for _ in range(2)]
+    assert [p["candidates"] for p in body["predictions"]] == [drawn[0], CANDIDATES, drawn[1]]
+
+
 _OK = {"global_features": USER, "candidates": CANDIDATES}
 BAD_PER_ARM_BODIES = [
     (b"not json", "request body: not valid JSON"),
@@ -186,6 +203,10 @@ BAD_PER_ARM_BODIES = [
     ({"instances": [{**_OK, "candidates": list(range(1, 7))}]}, "instances[0].candidates: expected 1 to 5 movie ids, got 6"),
     ({"instances": [{**_OK, "candidates": [3, 3, 8]}]}, "instances[0].candidates: movie ids [3] occur more than once"),
     ({"instances": [_OK, {**_OK, "candidates": [3, 99999]}]}, "instances[1].candidates: unknown movie ids [99999]"),
+    ({"instances": [{**_OK, "candidates": [3, -17, 0]}]}, "instances[0].candidates: unknown movie ids [-17, 0]"),
+    ({"instances": [{**_OK, "candidates": [3, 17.5]}]}, "instances[0].candidates[1]: expected an integer movie id, got number"),
+    ({"instances": [{**_OK, "candidates": [3, None]}]}, "instances[0].candidates[1]: expected an integer movie id, got null"),
+    ({"instances": [{**_OK, "candidates": [3, 2**63, "x"]}]}, "instances[0].candidates[1]: 9223372036854775808 is outside the INT64 range"),
     ({"instances": [{**_OK, "candidates": [3, "17"]}]}, "instances[0].candidates[1]: expected an integer movie id, got string"),
     ({"instances": [{**_OK, "candidates": [3, 17.0]}]}, "instances[0].candidates[1]: expected an integer movie id, got number"),
     ({"instances": [{**_OK, "candidates": [3, True]}]}, "instances[0].candidates[1]: expected an integer movie id, got boolean"),

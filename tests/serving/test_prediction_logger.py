@@ -160,6 +160,16 @@ def test_the_shipper_forgets_events_older_than_the_reward_window(spool):
         {"propensity": math.nan},
         {"observation": [0.1, math.inf]},
         {"observation": 0.1},
+        {"observation": [0.1, math.nan, 1]},
+        {"observation": [np.float64(0.1), np.float64(-math.inf)]},
+        {"observation": [0.1, True]},
+        {"observation": [0.1, "0.2"]},
+        {"candidate_movie_ids": [3, True]},
+        {"candidate_movie_ids": [3, 4.0]},
+        {"candidate_movie_ids": [3, "4"]},
+        {"candidate_movie_ids": [3, None]},
+        {"candidate_movie_ids": np.array([3.0, 4.0])},
+        {"candidate_movie_ids": 3},
     ],
 )
 def test_rows_bigquery_would_refuse_are_refused_before_spooling(spool, change):
@@ -167,6 +177,27 @@ def test_rows_bigquery_would_refuse_are_refused_before_spooling(spool, change):
     with pytest.raises(ValueError):
         logger.log_predictions([_prediction("ok"), {**_prediction("bad"), **change}])
     assert spool.pending_count() == 0
+
+
+@pytest.mark.parametrize(
+    "change, logged",
+    [
+        ({"candidate_movie_ids": [3, 17, 8]}, {"candidate_movie_ids": [3, 17, 8]}),
+        ({"candidate_movie_ids": (3, 17)}, {"candidate_movie_ids": [3, 17]}),
+        ({"candidate_movie_ids": np.array([3, 17])}, {"candidate_movie_ids": [3, 17]}),
+        ({"candidate_movie_ids": [np.int64(3), 17]}, {"candidate_movie_ids": [3, 17]}),
+        ({"candidate_movie_ids": []}, {"candidate_movie_ids": []}),
+        ({"observation": [1, 0.5, -2]}, {"observation": [1, 0.5, -2]}),
+        ({"observation": [np.float32(0.5), 1.5]}, {"observation": [0.5, 1.5]}),
+        ({"observation": np.array([0.25, 2.0])}, {"observation": [0.25, 2.0]}),
+    ],
+)
+def test_repeated_columns_are_logged_as_plain_lists(spool, change, logged):
+    logger = _logger(spool, BigQueryEndpoints("local-proj", "http://127.0.0.1:9"), "unused")
+    logger.log_predictions([{**_prediction("x"), **change}])
+    payload = spool.peek(1)[0].payload
+    assert {name: payload[name] for name in logged} == logged
+    assert all(type(item) is type(want) for name in logged for item, want in zip(payload[name], logged[name]))
 
 
 def test_a_served_event_id_cannot_be_served_again(spool):
@@ -184,6 +215,32 @@ def test_close_flushes_everything_logged(emulator, client, dataset, spool):
     assert logger.close()
 
     _assert_exactly_once(client, dataset, {row["event_id"] for row in rows})
+
+
+def test_rows_logged_while_the_shipper_waits_share_one_insert(emulator, client, dataset, spool):
+    logger = _logger(spool, emulator.endpoints, dataset, poll_interval_s=1.0)
+    sizes = []
+    insert = logger._insert
+
+    def counted(table_id, records):
+        sizes.append(len(records))
+        insert(table_id, records)
+
+    logger._insert = counted
+    logger.start()
+    logger.log_predictions([_prediction("first")])
+    deadline = time.monotonic() + 30
+    while not sizes:
+        assert time.monotonic() < deadline, "the first row was never shipped"
+        time.sleep(0.01)
+    rows = _predictions("then", 5)
+    for row in rows:  # one request each, all within the shipper's poll interval
+        logger.log_predictions([row])
+
+    assert logger.close()
+
+    assert sizes == [1, 5]
+    _assert_exactly_once(client, dataset, {"first"} | {row["event_id"] for row in rows})
 
 
 def test_logging_never_waits_for_a_hanging_bigquery(spool):

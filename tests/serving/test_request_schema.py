@@ -6,7 +6,10 @@ import numpy as np
 import pytest
 
 from serving.request_schema import (
+    INT64_MAX,
+    INT64_MIN,
     RequestError,
+    parse_per_arm_request,
     parse_predict_request,
     parse_reward_request,
 )
@@ -183,3 +186,92 @@ def test_bad_reward_request_names_the_field(body, message):
     with pytest.raises(RequestError) as raised:
         parse_reward_request(body)
     assert str(raised.value).startswith(message), str(raised.value)
+
+
+def _per_arm_candidates(candidates, counts=(1, 6)):
+    """The parsed candidates of a one-instance per-arm body, or the RequestError's message."""
+    body = json.dumps({"instances": [{"global_features": [0.5, 1], "candidates": candidates}]})
+    try:
+        return parse_per_arm_request(body.encode(), 2, counts, MAX_INSTANCES).candidates[0]
+    except RequestError as error:
+        return str(error)
+
+
+def _one_by_one(value, counts=(1, 6)):
+    """The per-id validation the whole-list checks replaced: what they must still answer."""
+    where = "instances[0].candidates"
+    if value is None:
+        return None
+    if not isinstance(value, list):
+        return f"{where}: expected an array of 1 to 6 movie ids, got {_kind(value)}"
+    if not counts[0] <= len(value) <= counts[1]:
+        return f"{where}: expected 1 to 6 movie ids, got {len(value)}"
+    for j, movie_id in enumerate(value):
+        if type(movie_id) is not int:
+            return f"{where}[{j}]: expected an integer movie id, got {_kind(movie_id)}"
+        if not INT64_MIN <= movie_id <= INT64_MAX:
+            return f"{where}[{j}]: {movie_id!r} is outside the INT64 range"
+    if len(set(value)) != len(value):
+        repeated = sorted({movie_id for movie_id in value if value.count(movie_id) > 1})
+        return f"{where}: movie ids {repeated} occur more than once"
+    return value
+
+
+def _kind(value) -> str:
+    kinds = {bool: "boolean", int: "number", float: "number", str: "string", list: "array"}
+    return "null" if value is None else kinds.get(type(value), "object")
+
+
+@pytest.mark.parametrize(
+    "candidates, expected",
+    [
+        ([3, 17, 1], [3, 17, 1]),
+        ([-4, 0, 2], [-4, 0, 2]),  # the schema's range is INT64; the catalogue refuses these
+        ([INT64_MIN, INT64_MAX], [INT64_MIN, INT64_MAX]),
+        (None, None),
+        ("3,17", "instances[0].candidates: expected an array of 1 to 6 movie ids, got string"),
+        ({"3": 1}, "instances[0].candidates: expected an array of 1 to 6 movie ids, got object"),
+        ([], "instances[0].candidates: expected 1 to 6 movie ids, got 0"),
+        (list(range(7)), "instances[0].candidates: expected 1 to 6 movie ids, got 7"),
+        ([3, True], "instances[0].candidates[1]: expected an integer movie id, got boolean"),
+        ([False], "instances[0].candidates[0]: expected an integer movie id, got boolean"),
+        ([3, 17.0], "instances[0].candidates[1]: expected an integer movie id, got number"),
+        ([3, "17"], "instances[0].candidates[1]: expected an integer movie id, got string"),
+        ([3, None], "instances[0].candidates[1]: expected an integer movie id, got null"),
+        ([[3]], "instances[0].candidates[0]: expected an integer movie id, got array"),
+        ([3, {}], "instances[0].candidates[1]: expected an integer movie id, got object"),
+        ([3, 2**63], "instances[0].candidates[1]: 9223372036854775808 is outside the INT64 range"),
+        (
+            [-(2**63) - 1, 3],
+            "instances[0].candidates[0]: -9223372036854775809 is outside the INT64 range",
+        ),
+        # The first bad id is named, whichever check it fails.
+        ([3, 2**64, "x"], "instances[0].candidates[1]: 18446744073709551616 is outside the INT64 range"),
+        ([3, "x", 2**64], "instances[0].candidates[1]: expected an integer movie id, got string"),
+        ([3, 2**64, 3], "instances[0].candidates[1]: 18446744073709551616 is outside the INT64 range"),
+        ([3, 3, True], "instances[0].candidates[2]: expected an integer movie id, got boolean"),
+        ([5, 3, 5, 3, 9], "instances[0].candidates: movie ids [3, 5] occur more than once"),
+        ([-1, -1], "instances[0].candidates: movie ids [-1] occur more than once"),
+    ],
+)
+def test_candidates_are_refused_like_one_id_at_a_time(candidates, expected):
+    assert _per_arm_candidates(candidates) == expected == _one_by_one(candidates)
+
+
+def test_random_candidate_lists_get_the_per_id_answer():
+    """Mixed lists of good and bad ids: the same list or the same message as checking each id."""
+    rng = np.random.default_rng(0)
+    pool = [0, 1, 2, 3, -5, 2**63 - 1, 2**63, -(2**63), -(2**63) - 1, True, False, 1.0, "1", None]
+    for _ in range(2000):
+        picks = rng.integers(len(pool), size=rng.integers(0, 8))
+        candidates = [pool[i] if rng.random() < 0.3 else int(rng.integers(4, 10**6)) for i in picks]
+        assert _per_arm_candidates(candidates) == _one_by_one(candidates), candidates
+
+
+def test_a_whole_catalogue_of_ids_is_parsed_as_the_same_list():
+    ids = np.random.default_rng(1).permutation(np.arange(1, 1683)).tolist()
+    parsed = _per_arm_candidates(ids, (1, 1682))
+    assert parsed == ids and all(type(movie_id) is int for movie_id in parsed)
+    assert _per_arm_candidates(ids[:-1] + [ids[0]], (1, 1682)).endswith(
+        f"movie ids [{ids[0]}] occur more than once"
+    )
