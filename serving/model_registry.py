@@ -21,6 +21,7 @@ from typing import Callable, Dict, Generic, List, Optional, Tuple, TypeVar
 import tensorflow as tf
 
 from bandit_core.policy_metadata import POLICY_METADATA_FILE
+from bandit_core.whole_numbers import is_whole_number
 
 _LOG = logging.getLogger(__name__)
 # A version is only tried once these exist; the load itself catches the rest.
@@ -115,13 +116,13 @@ class ModelRegistry(Generic[Scorer]):
             return []
         versions = sorted(
             (name.rstrip("/") for name in tf.io.gfile.listdir(self._storage_uri)),
-            key=lambda name: int(name) if name.isdigit() else -1,
+            key=lambda name: int(name) if is_whole_number(name) else -1,
             reverse=True,
         )
         newer_than = int(self._current.version) if self._current is not None else -1
         candidates = []
         for version in versions:
-            if not version.isdigit() or int(version) <= newer_than:
+            if not is_whole_number(version) or int(version) <= newer_than:
                 break
             path = f"{self._storage_uri}/{version}"
             if _is_complete(path):

@@ -9,6 +9,7 @@ from typing import Any, Dict, Tuple
 
 from bandit_core import agent_names
 from bandit_core.errors import require
+from bandit_core.whole_numbers import is_whole_number
 
 
 @dataclasses.dataclass(frozen=True)
@@ -87,6 +88,6 @@ class TrainerSettings:
 
 
 def _is_positive_integer(text: str) -> bool:
-    """ASCII digits only: `str.isdigit` also accepts e.g. "²", which `int` rejects."""
+    """A whole number >= 1, surrounding spaces allowed ("64, 32")."""
     digits = text.strip()
-    return digits.isascii() and digits.isdigit() and int(digits) >= 1
+    return is_whole_number(digits) and int(digits) >= 1

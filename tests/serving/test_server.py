@@ -310,6 +310,15 @@ def test_rows_pass_the_real_logger_and_its_spool(tmp_path, policies):
     spool.close()
 
 
+def test_a_stray_directory_with_a_unicode_digit_does_not_stop_polling(tmp_path, policies):
+    base = tmp_path / "push"
+    (base / "²").mkdir(parents=True)
+    push(policies[0], base, "7")
+    registry = ModelRegistry(str(base), load_policy_scorer)
+    registry.refresh()
+    assert registry.current.version == "7"
+
+
 def test_health_is_503_until_a_policy_loads(tmp_path, policies):
     base = tmp_path / "push"
     base.mkdir()

@@ -8,6 +8,7 @@ from typing import Callable, Dict
 from ml_metadata import metadata_store
 
 from bandit_core.bigquery import clients
+from bandit_core.whole_numbers import is_whole_number
 from tfx_pipeline import config as config_lib
 from tfx_pipeline.lineage.graph import LineageGraph
 from tfx_pipeline.lineage.queries import (
@@ -144,7 +145,7 @@ def _command(
 
 
 def _artifact_id(text: str) -> int:
-    if not text.isdigit():
+    if not is_whole_number(text):
         raise argparse.ArgumentTypeError(f"{text!r} is not an artifact id (a whole number)")
     return int(text)
 

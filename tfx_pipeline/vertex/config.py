@@ -13,6 +13,7 @@ import re
 import zoneinfo
 
 from bandit_core.errors import require as _require
+from bandit_core.whole_numbers import is_whole_number
 
 TRAINING_IN_PIPELINE = "pipeline"
 TRAINING_VERTEX_JOB = "vertex_training_job"
@@ -206,7 +207,7 @@ def cron_problem(expression: str) -> str | None:
 
 def _cron_item_ok(item: str, low: int, high: int, names: tuple) -> bool:
     base, slash, step = item.partition("/")
-    if slash and not (step.isdigit() and int(step) >= 1):
+    if slash and not (is_whole_number(step) and int(step) >= 1):
         return False
     if base == "*":
         return True
@@ -215,7 +216,7 @@ def _cron_item_ok(item: str, low: int, high: int, names: tuple) -> bool:
         return False
     values = []
     for bound in bounds:
-        if bound.isdigit():
+        if is_whole_number(bound):
             values.append(int(bound))
         elif bound in names:
             values.append(names.index(bound) + low)

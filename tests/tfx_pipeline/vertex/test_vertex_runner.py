@@ -294,6 +294,8 @@ def test_valid_crons(cron):
         ("0 0 * 13 *", "month"),
         ("0 0 * * 8", "day of week"),
         ("*/0 * * * *", "minute"),
+        ("*/² * * * *", "minute"),
+        ("0 ² * * *", "hour"),
         ("TZ=Nowhere/Town 0 0 * * *", "time zone"),
     ],
 )
