@@ -104,15 +104,21 @@ class EventSpool:
 
     @contextlib.contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
-        """A write transaction: committed on success, rolled back on any error."""
+        """A write transaction: committed on success, rolled back on any error.
+
+        A failed COMMIT (disk full, I/O error) can leave SQLite's transaction
+        open, and then every later BEGIN would fail until a restart; so the
+        COMMIT is inside the try and the rollback runs whenever one is open.
+        """
         with self._lock:
             self._conn.execute("BEGIN IMMEDIATE")
             try:
                 yield self._conn
+                self._conn.execute("COMMIT")
             except BaseException:
-                self._conn.execute("ROLLBACK")
+                if self._conn.in_transaction:
+                    self._conn.execute("ROLLBACK")
                 raise
-            self._conn.execute("COMMIT")
 
     def append_predictions(self, rows: list[dict[str, Any]]) -> None:
         """Spools prediction rows and registers their event ids as served, all or nothing.
