@@ -65,14 +65,35 @@ def to_bigquery_rows(
     for i, event_id in enumerate(batch.event_ids.tolist()):
         if event_id in skip_event_ids:
             continue
-        yield {
-            "event_id": event_id,
-            "event_time": timestamp,
-            "user_id": int(batch.user_ids[i]),
-            "observation": batch.observations[i].tolist(),
-            "action": int(batch.actions[i]),
-            "reward": float(batch.rewards[i]),
-            "propensity": float(batch.propensities[i]),
-            "policy_id": UNIFORM_RANDOM_POLICY_ID,
-            "source": GENERATOR_SOURCE,
-        }
+        yield generated_row(
+            event_id,
+            timestamp,
+            batch.user_ids[i],
+            batch.observations[i],
+            batch.actions[i],
+            batch.rewards[i],
+            batch.propensities[i],
+        )
+
+
+def generated_row(
+    event_id: str,
+    event_time: str,
+    user_id: int,
+    observation: np.ndarray,
+    action: int,
+    reward: float,
+    propensity: float,
+) -> dict:
+    """One JSON row of the logged-interactions table as the Generator writes it."""
+    return {
+        "event_id": event_id,
+        "event_time": event_time,
+        "user_id": int(user_id),
+        "observation": observation.tolist(),
+        "action": int(action),
+        "reward": float(reward),
+        "propensity": float(propensity),
+        "policy_id": UNIFORM_RANDOM_POLICY_ID,
+        "source": GENERATOR_SOURCE,
+    }

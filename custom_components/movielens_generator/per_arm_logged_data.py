@@ -16,8 +16,8 @@ from typing import Iterator
 import numpy as np
 
 from custom_components.movielens_generator.logged_data import (
-    GENERATOR_SOURCE,
     UNIFORM_RANDOM_POLICY_ID,
+    generated_row,
 )
 from simulation import movielens_data, movielens_per_arm
 from simulation.movielens_per_arm import MovieLensPerArmBandit
@@ -114,15 +114,15 @@ def to_per_arm_bigquery_rows(
         if event_id in skip_event_ids:
             continue
         yield {
-            "event_id": event_id,
-            "event_time": timestamp,
-            "user_id": int(batch.user_ids[i]),
-            "observation": batch.global_features[i].tolist(),
-            "action": int(batch.chosen_slots[i]),
-            "reward": float(batch.rewards[i]),
-            "propensity": float(batch.propensities[i]),
-            "policy_id": UNIFORM_RANDOM_POLICY_ID,
-            "source": GENERATOR_SOURCE,
+            **generated_row(
+                event_id,
+                timestamp,
+                batch.user_ids[i],
+                batch.global_features[i],
+                batch.chosen_slots[i],
+                batch.rewards[i],
+                batch.propensities[i],
+            ),
             "candidate_movie_ids": batch.candidate_ids[i].tolist(),
             "movie_id": int(batch.movie_ids[i]),
         }
