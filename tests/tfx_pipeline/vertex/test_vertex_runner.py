@@ -335,3 +335,16 @@ def test_cli_reports_bad_settings_by_name(tmp_path, capsys):
     args = vertex_parser().parse_args(["vertex", "compile", "--config", config])
     assert run_vertex_command(args) == 2
     assert "vertex.region: missing" in capsys.readouterr().err
+
+
+def test_the_per_arm_dag_compiles_with_the_items_example_gen_feeding_the_trainer(tmp_path):
+    config = PipelineConfig().replace(
+        movielens={"problem": "per_arm"}, trainer={"agent": "InteractionLinUCB"}
+    )
+    vertex = dataclasses.replace(VERTEX, training="vertex_training_job")
+    job = json.loads(compile_pipeline(config, vertex, False, tmp_path).read_text())
+    tasks = job["pipelineSpec"]["root"]["dag"]["tasks"]
+    assert set(tasks["ItemsExampleGen"].get("dependentTasks", [])) == {"MovieLensGenerator"}
+    trainer_inputs = tasks["BanditTrainer"]["inputs"]["artifacts"]
+    assert trainer_inputs["items"]["taskOutputArtifact"]["producerTask"] == "ItemsExampleGen"
+    assert "BigQueryExampleGen" in tasks["PolicyEvaluator"]["dependentTasks"]
