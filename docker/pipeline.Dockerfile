@@ -8,6 +8,10 @@
 # Beam's SDK image brings Python 3.10 and the worker boot entry point Dataflow
 # starts; its Beam version must equal the lock's. Vertex steps do not use that
 # entry point: the compiled pipeline runs TFX's launcher as the command.
+# The lock goes in with --no-deps over the packages Beam's image already has,
+# so `pip check` at the end fails the build if the two disagree. That image is
+# built on python:3.10 (Debian, with gcc): the lock's source-only packages,
+# such as pyfarmhash, compile there (tests/docker checks which those are).
 FROM apache/beam_python3.10_sdk:2.59.0
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
@@ -27,4 +31,5 @@ COPY serving serving
 COPY simulation simulation
 COPY tfx_pipeline tfx_pipeline
 RUN pip install --no-deps . \
+    && pip check \
     && python -c "import tfx_pipeline.pipeline, custom_components.bandit_trainer.vertex_job"

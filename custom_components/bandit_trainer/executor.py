@@ -15,7 +15,7 @@ from tfx.utils import path_utils
 
 from bandit_core import columns, logged_examples
 from bandit_core.item_catalogue import ItemCatalogue
-from bandit_core.policy_metadata import PER_ARM, PolicyMetadata
+from bandit_core.policy_metadata import PER_ARM, PolicyMetadata, read_policy_metadata
 from custom_components.bandit_trainer import (
     anomalies_gate,
     per_arm_export,
@@ -126,6 +126,23 @@ def _train_per_arm(
     _record(output_dict, model, metadata, metrics)
 
 
+def restore_model_properties(output_dict: Dict[str, List[types.Artifact]]) -> None:
+    """Sets the Model's MLMD properties again from the files training wrote.
+
+    A Vertex custom training job runs `Executor` in its own container: the
+    properties it sets on its copy of the artifacts never leave it, while its
+    files (the policy's sidecar, the ModelRun's metrics) reach the pipeline
+    step, which reports the artifacts to Vertex ML Metadata.
+    """
+    model = artifact_utils.get_single_instance(output_dict["model"])
+    model_run = artifact_utils.get_single_instance(output_dict["model_run"])
+    with tf.io.gfile.GFile(os.path.join(model_run.uri, METRICS_FILE)) as f:
+        metrics = json.load(f)
+    _set_model_properties(
+        model, read_policy_metadata(path_utils.serving_model_dir(model.uri)), metrics
+    )
+
+
 def _record(
     output_dict: Dict[str, List[types.Artifact]],
     model: types.Artifact,
@@ -133,11 +150,17 @@ def _record(
     metrics: Dict[str, Any],
 ) -> None:
     """The model's MLMD properties and the ModelRun's metrics file."""
-    model.set_int_custom_property("train_rows", metrics["train_rows"])
-    model.set_float_custom_property("training_seconds", metrics["training_seconds"])
-    model.set_string_custom_property("agent", metadata.agent)
-    model.set_string_custom_property("policy_metadata", json.dumps(dataclasses.asdict(metadata)))
+    _set_model_properties(model, metadata, metrics)
     model_run = artifact_utils.get_single_instance(output_dict["model_run"])
     with tf.io.gfile.GFile(os.path.join(model_run.uri, METRICS_FILE), "w") as f:
         json.dump(metrics, f, indent=2)
     logging.info("BanditTrainer: %s", metrics)
+
+
+def _set_model_properties(
+    model: types.Artifact, metadata: PolicyMetadata, metrics: Dict[str, Any]
+) -> None:
+    model.set_int_custom_property("train_rows", metrics["train_rows"])
+    model.set_float_custom_property("training_seconds", metrics["training_seconds"])
+    model.set_string_custom_property("agent", metadata.agent)
+    model.set_string_custom_property("policy_metadata", json.dumps(dataclasses.asdict(metadata)))

@@ -4,11 +4,13 @@ TFX's Vertex training support launches any executor class in a CustomJob
 (`python -m tfx.scripts.run_executor` in the job's container) and waits for
 it; the pipeline step only submits and polls. Pointing it at our executor
 keeps training identical to the in-process BanditTrainer, anomaly gate
-included, while the job gets its own machine type.
+included, while the job gets its own machine type. The job's container keeps
+the Model properties it sets, so the step sets them again from the job's files.
 """
 
-from typing import Any, Dict
+from typing import Any, Dict, List
 
+from tfx import types
 from tfx.dsl.components.base import base_component, executor_spec
 from tfx.extensions.google_cloud_ai_platform.trainer import executor as vertex_trainer_executor
 from tfx.types.component_spec import ExecutionParameter
@@ -21,10 +23,19 @@ CUSTOM_CONFIG_KEY = "custom_config"
 
 
 class VertexJobExecutor(vertex_trainer_executor.GenericExecutor):
-    """Submits our trainer executor as a Vertex custom job and waits for it."""
+    """Submits our trainer executor as a Vertex custom job, waits, then records its Model."""
 
     def _GetExecutorClass(self):
         return executor.Executor
+
+    def Do(
+        self,
+        input_dict: Dict[str, List[types.Artifact]],
+        output_dict: Dict[str, List[types.Artifact]],
+        exec_properties: Dict[str, Any],
+    ) -> None:
+        super().Do(input_dict, output_dict, exec_properties)
+        executor.restore_model_properties(output_dict)
 
 
 class VertexJobBanditTrainerSpec(BanditTrainerSpec):

@@ -3,13 +3,15 @@
 The serving image's entry point is started here as the image would start it:
 the Dockerfile's ENTRYPOINT with exactly its ENV values, plus what Vertex AI
 adds at deployment (AIP_STORAGE_URI) and three local necessities (a free
-port on loopback, a writable spool, and no BigQuery to ship logs to).
+port on loopback, a writable spool, and no BigQuery to ship logs to). It runs
+once in the project's environment and once in an environment built from the
+serving image's lock alone, with only the directories the image copies.
 """
 
 import json
 import os
 import re
-import shlex
+import shutil
 import socket
 import subprocess
 import sys
@@ -17,51 +19,25 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
-from typing import Dict, List, Tuple
+from typing import List, Tuple
 
 import numpy as np
 import pytest
 
+from tests.docker.dockerfiles import (
+    arguments,
+    copied,
+    dockerfile,
+    dockerfile_env,
+    installed_lock,
+    instructions,
+    pins,
+)
+from tests.docker.pypi import pypi_unreachable_reason, uv_command
 from tfx_pipeline.config import REPO_ROOT
 
-DOCKER = REPO_ROOT / "docker"
-IMAGES = ("pipeline", "serving")
 DIM, ARMS = 20, 20
-
-
-def instructions(dockerfile: Path) -> List[Tuple[str, str]]:
-    """(INSTRUCTION, arguments) pairs, continuation lines joined, comments dropped."""
-    text = re.sub(r"\\\n", " ", dockerfile.read_text())
-    pairs = []
-    for line in text.splitlines():
-        line = line.strip()
-        if line and not line.startswith("#"):
-            keyword, _, rest = line.partition(" ")
-            pairs.append((keyword.upper(), rest.strip()))
-    return pairs
-
-
-def dockerfile_env(dockerfile: Path, build_args: Dict[str, str]) -> Dict[str, str]:
-    """The image's ENV, with ${ARG} references expanded as `docker build` would."""
-    args: Dict[str, str] = {}
-    env: Dict[str, str] = {}
-    for keyword, rest in instructions(dockerfile):
-        if keyword == "ARG":
-            name, _, default = rest.partition("=")
-            args[name] = build_args.get(name, default)
-        elif keyword == "ENV":
-            for pair in shlex.split(rest):
-                name, _, value = pair.partition("=")
-                env[name] = re.sub(r"\$\{(\w+)\}", lambda m: {**args, **env}[m.group(1)], value)
-    return env
-
-
-def arguments(dockerfile: Path, keyword: str) -> List[str]:
-    return [rest for word, rest in instructions(dockerfile) if word == keyword]
-
-
-def copied(dockerfile: Path) -> List[str]:
-    return [rest.split()[0] for rest in arguments(dockerfile, "COPY")]
+SERVING_UID = "10001"
 
 
 def installed_packages() -> List[str]:
@@ -70,39 +46,86 @@ def installed_packages() -> List[str]:
     return sorted(re.findall(r'"(\w+)\*"', include))
 
 
-def locked_version(package: str) -> str:
-    lock = (REPO_ROOT / "requirements" / "pipeline.lock").read_text()
-    return re.search(rf"^{package}==(\S+)$", lock, re.MULTILINE).group(1)
+def run_steps(image: str) -> List[str]:
+    """Every shell command of the image's RUN instructions, in build order."""
+    return [
+        step.strip()
+        for rest in arguments(dockerfile(image), "RUN")
+        for step in rest.split("&&")
+    ]
 
 
-@pytest.mark.parametrize("image", IMAGES)
-def test_images_install_the_project_from_the_lock(image):
-    dockerfile = DOCKER / f"{image}.Dockerfile"
-    runs = " ".join(arguments(dockerfile, "RUN"))
-    assert "pip install --no-deps --requirement requirements/pipeline.lock" in runs
-    assert "pip install --no-deps ." in runs
-    # The server needs only the bottom package and itself; pipeline steps need all.
-    packages = {"bandit_core", "serving"} if image == "serving" else set(installed_packages())
-    assert set(copied(dockerfile)) == {"requirements/pipeline.lock", "setup.py", *packages}
-    ignore = (DOCKER / f"{image}.Dockerfile.dockerignore").read_text().splitlines()
+def test_pipeline_image_installs_its_lock_and_the_project():
+    path = dockerfile("pipeline")
+    steps = run_steps("pipeline")
+    assert "pip install --no-deps --requirement requirements/pipeline.lock" in steps
+    assert "pip install --no-deps ." in steps
+    assert set(copied(path)) == {"requirements/pipeline.lock", "setup.py", *installed_packages()}
+
+
+def test_serving_image_holds_only_the_server_and_its_own_lock():
+    path = dockerfile("serving")
+    assert "pip install --no-deps --requirement requirements/serving.lock" in run_steps("serving")
+    # The server needs only the bottom package and itself (tests/test_layers.py); setup.py
+    # would declare the whole pipeline's dependencies, so the project is not pip-installed.
+    assert set(copied(path)) == {"requirements/serving.lock", "bandit_core", "serving"}
+    assert dockerfile_env(path, {"BQ_PROJECT": "p"})["PYTHONPATH"] == "/opt/mlbandits"
+    assert arguments(path, "WORKDIR") == ["/opt/mlbandits"]
+    assert "tfx" not in pins(installed_lock("serving"))
+
+
+@pytest.mark.parametrize("image", ["pipeline", "serving"])
+def test_build_context_is_exactly_what_the_dockerfile_copies(image):
+    ignore = Path(f"{dockerfile(image)}.dockerignore").read_text().splitlines()
     assert ignore[1] == "*"
-    assert {line[1:] for line in ignore if line.startswith("!")} == set(copied(dockerfile))
+    assert {line[1:] for line in ignore if line.startswith("!")} == set(copied(dockerfile(image)))
+
+
+@pytest.mark.parametrize("image", ["pipeline", "serving"])
+def test_pip_check_runs_after_the_last_install(image):
+    steps = run_steps(image)
+    installs = [i for i, step in enumerate(steps) if step.startswith("pip install")]
+    checks = [i for i, step in enumerate(steps) if step == "pip check"]
+    assert installs and checks, f"{image}.Dockerfile must run `pip check` after installing"
+    assert max(checks) > max(installs), (
+        f"{image}.Dockerfile installs after its last `pip check`: {steps[max(installs)]!r}"
+    )
 
 
 def test_pipeline_image_matches_the_locked_python_and_beam():
-    (base,) = arguments(DOCKER / "pipeline.Dockerfile", "FROM")
+    (base,) = arguments(dockerfile("pipeline"), "FROM")
     # Dataflow workers run this image, so its Beam SDK must be the launcher's.
-    assert base == f"apache/beam_python3.10_sdk:{locked_version('apache-beam')}"
+    assert base == f"apache/beam_python3.10_sdk:{pins(installed_lock('pipeline'))['apache-beam']}"
     assert 'python_requires=">=3.10,<3.11"' in (REPO_ROOT / "setup.py").read_text()
 
 
+def test_serving_image_runs_as_a_fixed_unprivileged_user():
+    path = dockerfile("serving")
+    keywords = [keyword for keyword, _ in instructions(path)]
+    users = arguments(path, "USER")
+    assert users, "serving.Dockerfile must end with a USER instruction (it would run as root)"
+    assert users[-1] == f"{SERVING_UID}:{SERVING_UID}"  # numeric, so runAsNonRoot can verify it
+    assert "RUN" not in keywords[keywords.index("USER") :], "RUN steps after USER lose root"
+    env = dockerfile_env(path, {"BQ_PROJECT": "p"})
+    spool_dir = os.path.dirname(env["MLBANDITS_SPOOL_PATH"])
+    owned = [
+        step
+        for step in run_steps("serving")
+        if re.fullmatch(rf"install -d -o {SERVING_UID} -g {SERVING_UID} -m 0700 {spool_dir}", step)
+    ]
+    assert owned, f"{spool_dir} (the spool's directory) must be created owned by {SERVING_UID}"
+    assert env["HOME"] == spool_dir
+    user_add = [step for step in run_steps("serving") if step.startswith("useradd")]
+    assert user_add and f"--uid {SERVING_UID}" in user_add[0]
+
+
 def test_serving_image_needs_the_bigquery_project_at_build_time():
-    env = dockerfile_env(DOCKER / "serving.Dockerfile", {"BQ_PROJECT": "my-proj"})
+    env = dockerfile_env(dockerfile("serving"), {"BQ_PROJECT": "my-proj"})
     assert env["MLBANDITS_BQ_PROJECT"] == "my-proj"
     assert env["MLBANDITS_BQ_DATASET"] == "mlbandits"
     assert "MLBANDITS_BQ_REST_ENDPOINT" not in env  # real BigQuery, not the emulator
     assert env["AIP_HTTP_PORT"] == "8080"
-    assert arguments(DOCKER / "serving.Dockerfile", "EXPOSE") == [env["AIP_HTTP_PORT"]]
+    assert arguments(dockerfile("serving"), "EXPOSE") == [env["AIP_HTTP_PORT"]]
 
 
 @pytest.fixture(scope="module")
@@ -130,6 +153,23 @@ def policy_dir(tmp_path_factory) -> Path:
     return path
 
 
+@pytest.fixture(scope="module")
+def serving_lock_python(tmp_path_factory) -> str:
+    """An interpreter with exactly requirements/serving.lock installed, as in the image."""
+    venv = tmp_path_factory.mktemp("serving-lock") / "venv"
+    uv = uv_command()
+    subprocess.run([*uv, "venv", "--quiet", "--python", sys.executable, str(venv)], check=True)
+    sync = [*uv, "pip", "sync", "--quiet", "--python", str(venv / "bin" / "python")]
+    lock = str(installed_lock("serving"))
+    if subprocess.run([*sync, "--offline", lock], capture_output=True).returncode != 0:
+        reason = pypi_unreachable_reason()
+        if reason:
+            pytest.skip(f"the serving lock is not in uv's cache and {reason}")
+        done = subprocess.run([*sync, lock], capture_output=True, text=True)
+        assert done.returncode == 0, done.stderr
+    return str(venv / "bin" / "python")
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -146,14 +186,30 @@ def call(url: str, body: dict = None) -> Tuple[int, dict]:
         return error.code, json.loads(error.read() or b"{}")
 
 
-def test_serving_entry_point_runs_with_the_images_environment(policy_dir, tmp_path):
-    dockerfile = DOCKER / "serving.Dockerfile"
-    (entrypoint,) = [json.loads(rest) for rest in arguments(dockerfile, "ENTRYPOINT")]
+@pytest.mark.parametrize("environment", ["project venv", "serving lock only"])
+def test_serving_entry_point_runs_with_the_images_environment(
+    policy_dir, tmp_path, request, environment
+):
+    path = dockerfile("serving")
+    python = (
+        sys.executable
+        if environment == "project venv"
+        else request.getfixturevalue("serving_lock_python")
+    )
+    # The image's /opt/mlbandits: only what the Dockerfile copies of the project.
+    app = tmp_path / "app"
+    for source in copied(path):
+        if (REPO_ROOT / source).is_dir():
+            shutil.copytree(
+                REPO_ROOT / source, app / source, ignore=shutil.ignore_patterns("__pycache__")
+            )
+    (entrypoint,) = [json.loads(rest) for rest in arguments(path, "ENTRYPOINT")]
     assert entrypoint[0] == "python"
     env = {
         "PATH": os.environ["PATH"],
+        **dockerfile_env(path, {"BQ_PROJECT": "my-proj"}),
+        "PYTHONPATH": str(app),
         "HOME": str(tmp_path),
-        **dockerfile_env(dockerfile, {"BQ_PROJECT": "my-proj"}),
         "AIP_STORAGE_URI": str(policy_dir),
         "AIP_HTTP_PORT": str(free_port()),
         "MLBANDITS_HOST": "127.0.0.1",
@@ -163,7 +219,7 @@ def test_serving_entry_point_runs_with_the_images_environment(policy_dir, tmp_pa
     base = f"http://127.0.0.1:{env['AIP_HTTP_PORT']}"
     log = (tmp_path / "server.log").open("w")
     server = subprocess.Popen(
-        [sys.executable, *entrypoint[1:]],
+        [python, *entrypoint[1:]],
         env=env,
         cwd=tmp_path,
         stdout=log,

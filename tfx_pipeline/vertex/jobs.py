@@ -3,7 +3,9 @@
 The clients use the REST transport everywhere, so the tests' local Vertex
 server exercises the same code path a real submission takes. A dry run builds
 the same aiplatform objects and returns the request body they would send,
-without opening a connection.
+without opening a connection or looking for credentials: aiplatform asks
+google-auth for them while building, and a dry run should work on a machine
+that has none.
 """
 
 import json
@@ -57,7 +59,9 @@ def compiled_pipeline_name(path: pathlib.Path) -> str:
     return json.loads(pathlib.Path(path).read_text())["pipelineSpec"]["pipelineInfo"]["name"]
 
 
-def build_pipeline_job(path: pathlib.Path, vertex: VertexConfig) -> aiplatform.PipelineJob:
+def build_pipeline_job(
+    path: pathlib.Path, vertex: VertexConfig, dry_run: bool = False
+) -> aiplatform.PipelineJob:
     """The PipelineJob for a compiled file; building it sends nothing."""
     vertex.require_ready()
     _init(vertex)
@@ -67,7 +71,7 @@ def build_pipeline_job(path: pathlib.Path, vertex: VertexConfig) -> aiplatform.P
         pipeline_root=vertex.pipeline_root,
         project=vertex.project,
         location=vertex.region,
-        credentials=_credentials(vertex),
+        credentials=_credentials(vertex, dry_run),
     )
 
 
@@ -80,7 +84,7 @@ def pipeline_job_request(job: aiplatform.PipelineJob, vertex: VertexConfig) -> D
 
 def submit(path: pathlib.Path, vertex: VertexConfig, dry_run: bool = False) -> Dict[str, Any]:
     """Starts one run of a compiled DAG; with `dry_run` returns the request instead."""
-    job = build_pipeline_job(path, vertex)
+    job = build_pipeline_job(path, vertex, dry_run)
     request = pipeline_job_request(job, vertex)
     if dry_run:
         return request
@@ -106,14 +110,14 @@ def schedule(path: pathlib.Path, vertex: VertexConfig, dry_run: bool = False) ->
     Refuses when a schedule of the same name exists, since two schedules
     would retrain twice as often; with `dry_run` returns the request instead.
     """
-    job = build_pipeline_job(path, vertex)
+    job = build_pipeline_job(path, vertex, dry_run)
     name = schedule_display_name(compiled_pipeline_name(path))
     pending = aiplatform.PipelineJobSchedule(
         pipeline_job=job,
         display_name=name,
         project=vertex.project,
         location=vertex.region,
-        credentials=_credentials(vertex),
+        credentials=_credentials(vertex, dry_run),
     )
     request = schedule_request(pending, vertex)
     if dry_run:
@@ -142,6 +146,7 @@ def schedule(path: pathlib.Path, vertex: VertexConfig, dry_run: bool = False) ->
 
 
 def _init(vertex: VertexConfig) -> None:
+    """aiplatform's process-wide defaults; a dry run's credentials go to its objects only."""
     aiplatform.init(
         project=vertex.project,
         location=vertex.region,
@@ -151,13 +156,16 @@ def _init(vertex: VertexConfig) -> None:
     )
 
 
-def _credentials(vertex: VertexConfig) -> Optional[auth_credentials.Credentials]:
-    """Application default credentials, except for a plaintext (local) endpoint.
+def _credentials(
+    vertex: VertexConfig, dry_run: bool = False
+) -> Optional[auth_credentials.Credentials]:
+    """Application default credentials, except for a dry run or a plaintext (local) endpoint.
 
-    Google's endpoints are HTTPS only, so an http:// endpoint is a local
-    stand-in that must not receive real tokens.
+    A dry run sends nothing, so it needs no identity. Google's endpoints are
+    HTTPS only, so an http:// endpoint is a local stand-in that must not
+    receive real tokens.
     """
-    if vertex.api_endpoint.startswith("http://"):
+    if dry_run or vertex.api_endpoint.startswith("http://"):
         return auth_credentials.AnonymousCredentials()
     return None
 

@@ -34,10 +34,14 @@ def beam_pipeline_args(vertex: VertexConfig) -> List[str]:
     """Dataflow when configured, else the DirectRunner inside the step's container.
 
     Both need the project and a gs:// temp location: BigQueryExampleGen's
-    BigQuery read exports the query result to Cloud Storage first.
+    BigQuery read exports the query result to Cloud Storage first. The
+    project is the pipeline's, never `bigquery_project`: Dataflow jobs, the
+    read's query and export jobs and its temporary dataset all belong where
+    the runs are billed and their service account holds the project roles;
+    the queries name the BigQuery project's tables in full.
     """
     common = [
-        f"--project={vertex.bigquery_project_id}",
+        f"--project={vertex.project}",
         f"--temp_location={vertex.beam_temp_location}",
     ]
     if not vertex.dataflow:

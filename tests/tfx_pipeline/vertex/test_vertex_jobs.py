@@ -3,6 +3,10 @@
 import argparse
 import dataclasses
 import json
+import os
+import socket
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -173,3 +177,38 @@ def test_a_file_holding_the_other_dag_is_refused(tmp_path, fake, vertex, retrain
     assert run_cli(tmp_path, vertex, "submit", "--pipeline-json", str(retraining_json)) == 2
     assert "not 'movielens-bandits-train'" in capsys.readouterr().err
     assert fake.requests == []
+
+
+def closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]  # closed again when the block ends
+
+
+@pytest.mark.parametrize("command", ["submit", "schedule"])
+def test_dry_runs_need_no_credentials(tmp_path, retraining_json, command):
+    """No key file, no gcloud config, no metadata server: google-auth finds nothing."""
+    home = tmp_path / "home"
+    home.mkdir()
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps({"vertex": dataclasses.asdict(VERTEX)}))
+    metadata = f"127.0.0.1:{closed_port()}"
+    env = {
+        "PATH": os.environ["PATH"],
+        "HOME": str(home),
+        "CLOUDSDK_CONFIG": str(home / "gcloud"),
+        "GCE_METADATA_HOST": metadata,
+        "GCE_METADATA_IP": metadata,
+    }
+    retraining = ["--retraining"] if command == "submit" else []
+    cli = [sys.executable, "-m", "tfx_pipeline.cli", "vertex", command, *retraining]
+    options = ["--dry-run", "--pipeline-json", str(retraining_json), "--config", str(config)]
+    done = subprocess.run(
+        [*cli, *options], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stderr
+    printed = json.loads(done.stdout)
+    assert printed["parent"] == PARENT
+    body = printed["pipelineJob"] if command == "submit" else printed["schedule"]
+    assert "credentials" not in done.stderr.lower(), done.stderr
+    assert body["displayName"].startswith("movielens-bandits-retrain")
