@@ -18,7 +18,9 @@ Vertex AI sets the AIP_* variables; everything project-specific is MLBANDITS_*:
   MLBANDITS_THOMPSON_SAMPLES      1000 (posterior draws per per-arm LinTS prediction)
   MLBANDITS_SEED                  unset: OS entropy (sampling of logged actions)
   MLBANDITS_SPOOL_PATH            /tmp/mlbandits/serving-spool.sqlite
+  MLBANDITS_SPOOL_MAX_MB          1024 (when full, predictions answer 503 until rows leave)
   MLBANDITS_SHIP_LOGS             true; false keeps rows in the spool for a later shipper
+  MLBANDITS_SHIP_SETTLE_S         5 (wait after a failed insert before asking what landed)
   MLBANDITS_BQ_PROJECT            local-proj
   MLBANDITS_BQ_DATASET            mlbandits
   MLBANDITS_BQ_PREDICTIONS_TABLE  predictions
@@ -40,7 +42,7 @@ import logging
 import os
 import sys
 from pathlib import Path
-from typing import Callable, Mapping, Optional
+from typing import Callable, Mapping, Optional, Tuple
 
 # Must precede NumPy's import. A request's [1, d] x [d, K * (d + 1)] product is
 # too small to gain from OpenBLAS's threads, which spin on the cores the event
@@ -54,6 +56,11 @@ from bandit_core.bigquery.clients import BigQueryEndpoints  # noqa: E402
 from bandit_core.bigquery.settings import BigQueryConfig  # noqa: E402
 from bandit_core.errors import ConfigError  # noqa: E402
 from bandit_core.policy_metadata import PER_ARM, read_policy_metadata  # noqa: E402
+from serving.bigquery_names import (  # noqa: E402
+    check_dataset_id,
+    check_project_id,
+    check_table_id,
+)
 from serving.event_spool import EventSpool  # noqa: E402
 from serving.model_registry import ModelRegistry  # noqa: E402
 from serving.per_arm_scorer import load_per_arm_saved_model, load_per_arm_scorer  # noqa: E402
@@ -61,6 +68,7 @@ from serving.policy_scorer import SavedModelScorer, load_policy_scorer  # noqa: 
 from serving.prediction_logger import PredictionLogger  # noqa: E402
 from serving.server import BanditServer  # noqa: E402
 from serving.settings import ServingSettings  # noqa: E402
+from serving.spool_maintenance import SpoolMaintenance  # noqa: E402
 
 _LOG = logging.getLogger("serving")
 
@@ -87,6 +95,13 @@ _BQ_DEFAULTS = BigQueryConfig()
 # free port), is for local runs.
 _VERTEX_HTTP_PORT = 8080
 _TRUE, _FALSE = ("1", "true", "yes"), ("0", "false", "no")
+_MB = 1024 * 1024
+_BQ_NAMES = (
+    ("MLBANDITS_BQ_PROJECT", _BQ_DEFAULTS.project, check_project_id),
+    ("MLBANDITS_BQ_DATASET", _BQ_DEFAULTS.dataset, check_dataset_id),
+    ("MLBANDITS_BQ_PREDICTIONS_TABLE", _BQ_DEFAULTS.predictions_table, check_table_id),
+    ("MLBANDITS_BQ_REWARDS_TABLE", _BQ_DEFAULTS.rewards_table, check_table_id),
+)
 
 
 class SettingsError(ValueError):
@@ -103,7 +118,9 @@ class ContainerSettings:
     model_poll_s: float
     seed: Optional[int]
     spool_path: Path
+    spool_max_mb: float
     ship_logs: bool
+    ship_settle_s: float
     endpoints: BigQueryEndpoints
     dataset: str
     predictions_table: str
@@ -133,6 +150,13 @@ def settings_from_env(env: Mapping[str, str], scorer: Optional[str] = None) -> C
     if not model_poll_s > 0:
         raise SettingsError(f"MLBANDITS_MODEL_POLL_S: must be > 0, got {model_poll_s}")
     seed = env.get("MLBANDITS_SEED")
+    spool_max_mb = _number(env, "MLBANDITS_SPOOL_MAX_MB", float, 1024.0)
+    if not spool_max_mb * _MB >= 1:
+        raise SettingsError(f"MLBANDITS_SPOOL_MAX_MB: must be > 0, got {spool_max_mb}")
+    ship_settle_s = _number(env, "MLBANDITS_SHIP_SETTLE_S", float, 5.0)
+    if not ship_settle_s >= 0:
+        raise SettingsError(f"MLBANDITS_SHIP_SETTLE_S: must be >= 0, got {ship_settle_s}")
+    project, dataset, predictions_table, rewards_table = _bigquery_names(env)
     return ContainerSettings(
         storage_uri=storage_uri,
         serving=serving,
@@ -140,29 +164,54 @@ def settings_from_env(env: Mapping[str, str], scorer: Optional[str] = None) -> C
         model_poll_s=model_poll_s,
         seed=_number(env, "MLBANDITS_SEED", int, 0) if seed else None,
         spool_path=Path(env.get("MLBANDITS_SPOOL_PATH", "/tmp/mlbandits/serving-spool.sqlite")),
+        spool_max_mb=spool_max_mb,
         ship_logs=_flag(env, "MLBANDITS_SHIP_LOGS", True),
+        ship_settle_s=ship_settle_s,
         endpoints=BigQueryEndpoints(
-            project=env.get("MLBANDITS_BQ_PROJECT", _BQ_DEFAULTS.project),
+            project=project,
             rest_endpoint=env.get("MLBANDITS_BQ_REST_ENDPOINT") or None,
             grpc_endpoint=env.get("MLBANDITS_BQ_GRPC_ENDPOINT") or None,
         ),
-        dataset=env.get("MLBANDITS_BQ_DATASET", _BQ_DEFAULTS.dataset),
-        predictions_table=env.get("MLBANDITS_BQ_PREDICTIONS_TABLE", _BQ_DEFAULTS.predictions_table),
-        rewards_table=env.get("MLBANDITS_BQ_REWARDS_TABLE", _BQ_DEFAULTS.rewards_table),
+        dataset=dataset,
+        predictions_table=predictions_table,
+        rewards_table=rewards_table,
     )
+
+
+def _bigquery_names(env: Mapping[str, str]) -> Tuple[str, ...]:
+    """Project, dataset, predictions and rewards table, each checked by BigQuery's rules."""
+    names = []
+    for variable, default, check in _BQ_NAMES:
+        value = env.get(variable, default)
+        try:
+            check(value)
+        except ValueError as error:
+            raise SettingsError(f"{variable}: {error}") from None
+        names.append(value)
+    return tuple(names)
 
 
 def build_app(settings: ContainerSettings) -> web.Application:
-    """The server with its registry and logger, both started now and stopped on app cleanup."""
+    """The server with its registry, logger and spool maintenance, started now, stopped on cleanup.
+
+    The maintenance runs whether or not logs are shipped: it is what keeps the
+    spool's WAL and served registry bounded.
+    """
     registry = ModelRegistry(
-        settings.storage_uri, _frozen_after(SCORERS[settings.scorer]), settings.model_poll_s
+        settings.storage_uri,
+        SCORERS[settings.scorer],
+        settings.model_poll_s,
+        on_swap=collect_and_freeze,
     )
+    spool = EventSpool(settings.spool_path, max_bytes=int(settings.spool_max_mb * _MB))
+    maintenance = SpoolMaintenance(spool).start()
     logger = PredictionLogger(
-        EventSpool(settings.spool_path),
+        spool,
         settings.endpoints,
         settings.dataset,
         settings.predictions_table,
         settings.rewards_table,
+        settle_s=settings.ship_settle_s,
     )
     if settings.ship_logs:
         logger.start()
@@ -179,6 +228,7 @@ def build_app(settings: ContainerSettings) -> web.Application:
 
     async def stop(_: web.Application) -> None:
         registry.stop()
+        maintenance.stop()
         if not logger.close():
             _LOG.warning(
                 "rows are still pending in %s; the next server ships them", settings.spool_path
@@ -215,20 +265,20 @@ def main(argv: Optional[list] = None) -> int:
     return 0
 
 
-def _frozen_after(load: Callable[[str], object]) -> Callable[[str], object]:
-    """The loader, followed by `gc.freeze()`.
+def collect_and_freeze() -> None:
+    """After a swap: collects the previous model's garbage, then freezes what is left.
 
     TensorFlow leaves ~500k long-lived objects; a full garbage collection
-    over them stalls every request for hundreds of milliseconds. Freezing
-    what exists once a policy is loaded keeps later collections small.
+    over them stalls every request for hundreds of milliseconds, and freezing
+    them keeps later collections small. Frozen objects are never collected,
+    though, so freezing again after each reload without unfreezing and
+    collecting first would keep every replaced model's reference cycles alive
+    (about 20 MB per SavedModel reload). One full collection per reload is the
+    price of flat memory.
     """
-
-    def load_and_freeze(path: str) -> object:
-        scorer = load(path)
-        gc.freeze()
-        return scorer
-
-    return load_and_freeze
+    gc.unfreeze()
+    gc.collect()
+    gc.freeze()
 
 
 def _number(env: Mapping[str, str], name: str, kind: type, default):

@@ -9,6 +9,13 @@ Durability: SQLite in WAL mode with synchronous=NORMAL. A committed
 transaction survives the death of the process (SIGKILL included); after an OS
 crash or power loss the last few transactions may roll back, the file stays
 consistent.
+
+Size: the database file is capped (`max_bytes`, SQLite's max_page_count) and the
+WAL is truncated to `WAL_SIZE_LIMIT_BYTES` after each completed checkpoint; the
+checkpoints and the pruning of the served registry run from
+`serving.spool_maintenance`, whether or not the rows are shipped. A write that
+finds the cap reached, or the disk full, raises `SpoolFullError` and changes
+nothing; writes succeed again as soon as shipping or pruning frees pages.
 """
 
 from __future__ import annotations
@@ -25,7 +32,12 @@ from typing import Any, Iterable, Iterator, Optional
 
 PREDICTIONS = "predictions"
 REWARDS = "rewards"
+WAL_SIZE_LIMIT_BYTES = 4 * 1024 * 1024
+PRUNE_CHUNK_ROWS = 500
 _BUSY_TIMEOUT_S = 5.0
+# Between two prune chunks a request waiting for the spool's lock takes it.
+_PRUNE_PAUSE_S = 0.002
+_MB = 1024 * 1024
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS outbox (
@@ -57,6 +69,10 @@ class DuplicateEventError(ValueError):
     """A prediction reused an event id that was already served."""
 
 
+class SpoolFullError(RuntimeError):
+    """The spool reached its size cap or its disk is full; the write changed nothing."""
+
+
 @dataclasses.dataclass(frozen=True)
 class OutboxRecord:
     """One row waiting for BigQuery; `attempts` > 0 means it may already have landed."""
@@ -73,22 +89,33 @@ class EventSpool:
 
     One connection under a lock keeps check-then-write sequences (rewards) atomic
     within the process; BEGIN IMMEDIATE keeps them atomic across processes too.
+    `max_bytes` caps the database file; None leaves only the disk as the limit.
     """
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, max_bytes: Optional[int] = None) -> None:
+        if max_bytes is not None and max_bytes < 1:
+            raise ValueError(f"max_bytes must be positive or None, got {max_bytes}")
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.max_bytes = max_bytes
         self._lock = threading.Lock()
-        self._conn = sqlite3.connect(
-            self.path, timeout=_BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False
-        )
+        self._conn = self._connect()
         self._conn.execute("PRAGMA journal_mode=WAL")
         self._conn.execute("PRAGMA synchronous=NORMAL")
         # An automatic checkpoint would run (and sync the disk) inside a request's
         # commit every ~1000 pages; `checkpoint()` does it off the request path.
         self._conn.execute("PRAGMA wal_autocheckpoint=0")
+        self._conn.execute(f"PRAGMA journal_size_limit={WAL_SIZE_LIMIT_BYTES}")
         with self._transaction() as conn:
             _create_schema(conn)
+        if max_bytes is not None:
+            page_size = self._conn.execute("PRAGMA page_size").fetchone()[0]
+            self._conn.execute(f"PRAGMA max_page_count={max(1, max_bytes // page_size)}")
+
+    def _connect(self) -> sqlite3.Connection:
+        return sqlite3.connect(
+            self.path, timeout=_BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False
+        )
 
     def checkpoint(self) -> None:
         """Copies the WAL into the database without blocking writers (PASSIVE).
@@ -96,8 +123,9 @@ class EventSpool:
         Called from the shipper thread on its own connection, so the disk sync
         it implies never delays a request that is spooling a prediction.
         """
-        conn = sqlite3.connect(self.path, timeout=_BUSY_TIMEOUT_S)
+        conn = self._connect()
         try:
+            conn.execute(f"PRAGMA journal_size_limit={WAL_SIZE_LIMIT_BYTES}")
             conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
         finally:
             conn.close()
@@ -109,16 +137,27 @@ class EventSpool:
         A failed COMMIT (disk full, I/O error) can leave SQLite's transaction
         open, and then every later BEGIN would fail until a restart; so the
         COMMIT is inside the try and the rollback runs whenever one is open.
+        A full spool or disk raises SpoolFullError.
         """
         with self._lock:
             self._conn.execute("BEGIN IMMEDIATE")
             try:
                 yield self._conn
                 self._conn.execute("COMMIT")
-            except BaseException:
+            except BaseException as error:
                 if self._conn.in_transaction:
                     self._conn.execute("ROLLBACK")
+                if _is_full(error):
+                    raise SpoolFullError(self._full_message()) from error
                 raise
+
+    def _full_message(self) -> str:
+        cap = f"its cap of {self.max_bytes / _MB:g} MB" if self.max_bytes else "no cap"
+        return (
+            f"the event spool {self.path} is full ({cap}) or its disk has no space left: "
+            "rows leave it once they are shipped to BigQuery; check that shipping is on and "
+            "BigQuery is reachable, then raise the cap (MLBANDITS_SPOOL_MAX_MB) or free disk space"
+        )
 
     def append_predictions(self, rows: list[dict[str, Any]]) -> None:
         """Spools prediction rows and registers their event ids as served, all or nothing.
@@ -137,13 +176,17 @@ class EventSpool:
                     [(event_id, now) for _, event_id, _ in outbox],
                 )
         except sqlite3.IntegrityError as exc:
-            raise DuplicateEventError(f"an event id in this batch was already served: {exc}") from exc
+            raise DuplicateEventError(
+                f"an event id in this batch was already served: {exc}"
+            ) from exc
 
     def record_reward(self, event_id: str, row: dict[str, Any]) -> RewardStatus:
         """Spools a reward if its event was served and not rewarded yet; `row` gets `event_id`."""
         payload = _dumps({**row, "event_id": event_id})
         with self._transaction() as conn:
-            found = conn.execute("SELECT rewarded FROM served WHERE event_id = ?", (event_id,)).fetchone()
+            found = conn.execute(
+                "SELECT rewarded FROM served WHERE event_id = ?", (event_id,)
+            ).fetchone()
             if found is None:
                 return RewardStatus.UNKNOWN_EVENT
             if found[0]:
@@ -172,7 +215,9 @@ class EventSpool:
     def mark_attempted(self, seqs: Iterable[int]) -> None:
         """Records, before sending, that these rows may land: a later sender checks them first."""
         with self._transaction() as conn:
-            conn.executemany("UPDATE outbox SET attempts = attempts + 1 WHERE seq = ?", [(s,) for s in seqs])
+            conn.executemany(
+                "UPDATE outbox SET attempts = attempts + 1 WHERE seq = ?", [(s,) for s in seqs]
+            )
 
     def remove(self, seqs: Iterable[int]) -> None:
         """Deletes confirmed rows from the outbox."""
@@ -188,15 +233,31 @@ class EventSpool:
                 "SELECT COUNT(*) FROM outbox WHERE destination = ?", (destination,)
             ).fetchone()[0]
 
-    def prune_served(self, older_than_seconds: float) -> int:
+    def prune_served(self, older_than_seconds: float, chunk_rows: int = PRUNE_CHUNK_ROWS) -> int:
         """Forgets events served more than `older_than_seconds` ago; returns how many.
 
         Keeps the registry bounded. Consequence: a reward for a forgotten event is
         rejected as UNKNOWN_EVENT, so choose this longer than the reward window.
+        Deletes `chunk_rows` per transaction on a connection of its own and lets
+        waiting writers in between, so a request waits for one chunk at most,
+        never for the whole prune.
         """
+        if chunk_rows < 1:
+            raise ValueError(f"chunk_rows must be positive, got {chunk_rows}")
         cutoff = time.time() - older_than_seconds
-        with self._transaction() as conn:
-            return conn.execute("DELETE FROM served WHERE served_at < ?", (cutoff,)).rowcount
+        pruned = 0
+        with contextlib.closing(self._connect()) as conn:
+            while True:
+                with self._lock:
+                    deleted = conn.execute(
+                        "DELETE FROM served WHERE event_id IN "
+                        "(SELECT event_id FROM served WHERE served_at < ? LIMIT ?)",
+                        (cutoff, chunk_rows),
+                    ).rowcount
+                pruned += deleted
+                if deleted < chunk_rows:
+                    return pruned
+                time.sleep(_PRUNE_PAUSE_S)
 
     def close(self) -> None:
         with self._lock:
@@ -214,6 +275,11 @@ def _create_schema(conn: sqlite3.Connection) -> None:
         conn.execute(statement)
 
 
+def _is_full(error: BaseException) -> bool:
+    """SQLITE_FULL: the page cap is reached or the disk is full (Python 3.10 has no error code)."""
+    return isinstance(error, sqlite3.OperationalError) and "full" in str(error)
+
+
 def _dumps(row: dict[str, Any]) -> str:
-    """Strict JSON: NaN and infinity would be refused by BigQuery on every retry, so refuse them now."""
+    """Strict JSON: BigQuery would refuse NaN and infinity on every retry; refused here instead."""
     return json.dumps(row, allow_nan=False, separators=(",", ":"))

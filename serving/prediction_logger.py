@@ -6,13 +6,24 @@ once BigQuery confirmed it. Failures are retried with capped, jittered
 exponential back-off for as long as it takes, so an outage costs disk, not
 memory, and never loses a row.
 
-Exactly once: before a batch is sent its rows are marked as attempted in the
-spool. A row that is still spooled and marked may have landed (a failed or
-ambiguous insert, or a crash between the insert and the delete), so before it
-is sent again the destination table is asked which of those event ids it
-already holds, and those are dropped from the spool instead of being resent.
-Real BigQuery's insertId de-duplication is only best effort and the emulator
-has none, so this check is what makes resends idempotent.
+What the tables hold, exactly:
+- Every row a request spooled lands at least once (it leaves the spool only
+  after BigQuery confirmed it or was seen to hold it), whatever fails.
+- Before a batch is sent its rows are marked as attempted. A marked row still
+  in the spool may have landed (a reset connection, a timeout, a crash between
+  the insert and the spool delete), so before it is sent again the table is
+  asked which of those event ids it holds, and those are not resent. The
+  question is asked no earlier than `settle_s` after the last insert that could
+  have carried them (after a restart: `settle_s` after start), so an insert
+  still committing when its connection broke is seen if it commits within
+  `settle_s`. Only an insert that commits later than that is sent again and
+  lands twice; insertId (the event id) lets real BigQuery drop such a resend
+  within its best-effort window of about a minute; the emulator keeps both.
+- So the tables are at-least-once: a duplicate row carries the same event id
+  and the same values. Readers de-duplicate by event id (the retraining
+  queries keep one row per event id), which makes what they read exactly-once.
+  BigQuery's Storage Write API would make the table itself exactly-once
+  (committed streams with offsets); this logger uses insertAll.
 """
 
 from __future__ import annotations
@@ -27,7 +38,6 @@ import threading
 import time
 from typing import IO, Any, Optional, Sequence
 
-import requests
 from google.cloud import bigquery
 
 from bandit_core.bigquery.clients import BigQueryEndpoints, make_bigquery_client
@@ -60,9 +70,6 @@ class InsertRefused(RuntimeError):
     """BigQuery answered the insert with per-row errors."""
 
 
-_CHECKPOINT_INTERVAL_S = 1.0
-
-
 @dataclasses.dataclass(frozen=True)
 class LoggerStats:
     """A snapshot for health checks and tests."""
@@ -89,13 +96,15 @@ class PredictionLogger:
         initial_backoff_s: float = 0.2,
         max_backoff_s: float = 10.0,
         request_timeout_s: float = 5.0,
-        reward_window_s: float = 7 * 24 * 3600.0,
+        settle_s: float = 5.0,
     ) -> None:
-        """`reward_window_s`: how long a served event accepts its reward; older events are
-        pruned from the spool's registry (checked every `min(reward_window_s, 1 h)`), which
-        keeps the spool's size bounded, and their late rewards are refused as unknown."""
+        """`settle_s`: how long after an insert that may have landed the table is asked which
+        of its rows it holds (see the module docstring). The spool's size is kept bounded by
+        `serving.spool_maintenance`, not here."""
         if batch_size < 1:
             raise ValueError(f"batch_size must be positive, got {batch_size}")
+        if settle_s < 0:
+            raise ValueError(f"settle_s must be >= 0, got {settle_s}")
         self._spool = spool
         self._endpoints = endpoints
         self._dataset = dataset
@@ -105,10 +114,9 @@ class PredictionLogger:
         self._initial_backoff_s = initial_backoff_s
         self._max_backoff_s = max_backoff_s
         self._request_timeout_s = request_timeout_s
-        self._reward_window_s = reward_window_s
-        self._prune_every_s = min(reward_window_s, 3600.0)
-        self._next_prune = 0.0
-        self._next_checkpoint = 0.0
+        self._settle_s = settle_s
+        # Until then a read-back could miss rows of an insert that is still committing.
+        self._settled_at = math.inf
         self._client: Optional[bigquery.Client] = None
         self._table_ids: dict[str, str] = {}
         self._wake = threading.Event()
@@ -122,10 +130,12 @@ class PredictionLogger:
         self._last_error: Optional[str] = None
 
     def start(self) -> PredictionLogger:
-        """Starts the shipper thread; raises ShipperAlreadyRunning if another one holds the spool."""
+        """Starts the shipper thread; raises ShipperAlreadyRunning if another holds the spool."""
         if self._thread is not None:
             raise RuntimeError("PredictionLogger.start() called twice")
         self._lock_file = _lock_spool(self._spool)
+        # A previous process may have sent the attempted rows just before it died.
+        self._settled_at = time.monotonic() + self._settle_s
         self._thread = threading.Thread(target=self._run, name="prediction-logger", daemon=True)
         self._thread.start()
         return self
@@ -173,14 +183,12 @@ class PredictionLogger:
         failures = 0
         while not self._finished():
             self._wake.clear()
-            self._prune_if_due()
-            self._checkpoint_if_due()
             try:
                 largest_batch = self._ship_round()
             except Exception as exc:  # whatever failed, the rows are safe in the spool
                 failures += 1
                 self._record_failure(exc, failures)
-                self._pause(self._backoff_s(failures, exc))
+                self._pause(self._backoff_s(failures))
                 continue
             if failures:
                 _LOG.info("shipping to BigQuery works again after %d failed attempts", failures)
@@ -193,22 +201,11 @@ class PredictionLogger:
                 # each costing this process's and BigQuery's CPU.
                 self._closing.wait(self._poll_interval_s)
 
-    def _prune_if_due(self) -> None:
-        if time.monotonic() >= self._next_prune:
-            self._next_prune = time.monotonic() + self._prune_every_s
-            pruned = self._spool.prune_served(self._reward_window_s)
-            if pruned:
-                _LOG.info("forgot %d served events older than the reward window", pruned)
-
-    def _checkpoint_if_due(self) -> None:
-        """The spool's WAL checkpoint runs here, once a second, not in requests."""
-        if time.monotonic() >= self._next_checkpoint:
-            self._next_checkpoint = time.monotonic() + _CHECKPOINT_INTERVAL_S
-            self._spool.checkpoint()
-
     def _finished(self) -> bool:
         """After close(): once the spool is empty or the flush deadline has passed."""
-        return self._closing.is_set() and (self._past_deadline() or self._spool.pending_count() == 0)
+        return self._closing.is_set() and (
+            self._past_deadline() or self._spool.pending_count() == 0
+        )
 
     def _past_deadline(self) -> bool:
         return self._closing.is_set() and time.monotonic() >= self._deadline
@@ -227,7 +224,7 @@ class PredictionLogger:
         return largest_batch
 
     def _connect(self) -> None:
-        """Creates the client and the tables on first use, so an outage at start-up is retried too."""
+        """Creates the client and the tables on first use: an outage at start-up is retried too."""
         if self._client is None:
             self._client = make_bigquery_client(self._endpoints)
         if not self._table_ids:
@@ -249,7 +246,11 @@ class PredictionLogger:
             return
         seqs = [record.seq for record in to_send]
         self._spool.mark_attempted(seqs)
-        self._insert(table_id, to_send)
+        try:
+            self._insert(table_id, to_send)
+        except Exception:
+            self._settled_at = time.monotonic() + self._settle_s
+            raise
         self._spool.remove(seqs)
         self._shipped += len(to_send)
 
@@ -258,12 +259,20 @@ class PredictionLogger:
         attempted = [record for record in batch if record.attempts]
         if not attempted:
             return batch
+        while time.monotonic() < self._settled_at:
+            if self._past_deadline():
+                return []
+            self._pause(self._settled_at - time.monotonic())
         landed = self._landed_event_ids(table_id, [record.event_id for record in attempted])
         landed_seqs = {record.seq for record in attempted if record.event_id in landed}
         if landed_seqs:
             self._spool.remove(landed_seqs)
             self._already_landed += len(landed_seqs)
-            _LOG.info("%d spooled rows had already landed in %s; not resending them", len(landed_seqs), table_id)
+            _LOG.info(
+                "%d spooled rows had already landed in %s; not resending them",
+                len(landed_seqs),
+                table_id,
+            )
         return [record for record in batch if record.seq not in landed_seqs]
 
     def _landed_event_ids(self, table_id: str, event_ids: list[str]) -> set[str]:
@@ -289,7 +298,9 @@ class PredictionLogger:
             timeout=self._request_timeout_s,
         )
         if errors:
-            raise InsertRefused(f"BigQuery refused rows of {table_id} ({len(errors)} errors); first: {errors[0]}")
+            raise InsertRefused(
+                f"BigQuery refused rows of {table_id} ({len(errors)} errors); first: {errors[0]}"
+            )
 
     def _record_failure(self, exc: Exception, failures: int) -> None:
         self._failed_attempts += 1
@@ -297,20 +308,16 @@ class PredictionLogger:
         log = _LOG.warning if failures == 1 else _LOG.debug
         log("shipping to BigQuery failed (attempt %d); will retry: %s", failures, self._last_error)
 
-    def _backoff_s(self, failures: int, exc: Exception) -> float:
-        """Exponential and capped, with jitter so many servers do not retry in lock-step.
-
-        After a timeout BigQuery may still be writing the batch; asking at once which
-        rows landed could miss them, so it gets as long again as the call had.
-        """
-        ceiling = min(self._max_backoff_s, self._initial_backoff_s * 2 ** min(failures - 1, _MAX_BACKOFF_EXPONENT))
-        delay = random.uniform(ceiling / 2, ceiling)
-        if isinstance(exc, requests.exceptions.Timeout):
-            delay = max(delay, self._request_timeout_s)
-        return delay
+    def _backoff_s(self, failures: int) -> float:
+        """Exponential and capped, with jitter so many servers do not retry in lock-step."""
+        exponent = min(failures - 1, _MAX_BACKOFF_EXPONENT)
+        ceiling = min(self._max_backoff_s, self._initial_backoff_s * 2**exponent)
+        return random.uniform(ceiling / 2, ceiling)
 
     def _pause(self, seconds: float) -> None:
-        """Backs off; close() cuts a back-off short, but a closing logger still retries until its deadline."""
+        """Waits; close() cuts a wait short, but a closing logger retries until its deadline."""
+        if seconds <= 0:
+            return
         if self._closing.is_set():
             time.sleep(max(0.0, min(seconds, self._deadline - time.monotonic())))
         else:
@@ -344,10 +351,16 @@ def _columns(schema: Sequence[bigquery.SchemaField]) -> dict[str, _Column]:
     for field in schema:
         kind = field.field_type.upper()
         if kind != "TIMESTAMP" and kind not in _PYTHON_TYPES:
-            raise ValueError(f"column {field.name} has type {kind}, which the logger does not handle")
+            raise ValueError(
+                f"column {field.name} has type {kind}, which the logger does not handle"
+            )
         mode = (field.mode or "NULLABLE").upper()
         columns[field.name] = _Column(
-            field.name, kind, _PYTHON_TYPES.get(kind, frozenset()), mode == "REQUIRED", mode == "REPEATED"
+            field.name,
+            kind,
+            _PYTHON_TYPES.get(kind, frozenset()),
+            mode == "REQUIRED",
+            mode == "REPEATED",
         )
     return columns
 

@@ -9,6 +9,9 @@ Every served prediction is written to the logger (a durable local spool)
 before its response is sent, so an action the client has seen is always in
 the logs. Rewards are accepted once per served event. Request errors are
 answered with 400 and a message naming the field; the server keeps serving.
+While the spool is full (its size cap or its disk), predictions and rewards
+are answered with 503 saying so, and the server logs that once; it serves
+again by itself as soon as shipping or pruning frees space.
 """
 
 import asyncio
@@ -22,7 +25,7 @@ from aiohttp import web
 
 from bandit_core.item_catalogue import UnknownItemsError
 from bandit_core.policy_metadata import PER_ARM, PolicyMetadata
-from serving.event_spool import RewardStatus
+from serving.event_spool import RewardStatus, SpoolFullError
 from serving.exploration import action_probabilities, policy_id_suffix, sample_actions
 from serving.model_registry import ModelRegistry, ServingModel
 from serving.per_arm_scorer import PerArmScorer
@@ -71,6 +74,7 @@ class BanditServer:
         self._batcher = PredictionBatcher(logger)
         self.settings = settings.validate()
         self._rng = rng if rng is not None else np.random.default_rng()
+        self._spool_full = False
 
     def build_app(self) -> web.Application:
         app = web.Application(
@@ -197,9 +201,12 @@ class BanditServer:
         """The predictions' `fields` once the rows are logged; 503 if they cannot be."""
         try:
             await self._batcher.log(rows)
+        except SpoolFullError as error:
+            return self._spool_full_error(error)
         except Exception:  # an unlogged action must not reach the client
             _LOG.exception("could not log %d predictions; refusing the request", len(rows))
             return _error(503, "the prediction could not be logged; retry")
+        self._spool_has_room()
         names = {field: (renamed or {}).get(field, field) for field in fields}
         return web.json_response(
             {"predictions": [{names[f]: row[f] for f in fields} for row in rows]}
@@ -211,12 +218,28 @@ class BanditServer:
         except RequestError as error:
             return _error(400, str(error))
         row = {"event_id": parsed.event_id, "reward_time": _now_iso(), "reward": parsed.reward}
-        status = self._logger.log_reward(parsed.event_id, row)
+        try:
+            status = self._logger.log_reward(parsed.event_id, row)
+        except SpoolFullError as error:
+            return self._spool_full_error(error)
         if status is RewardStatus.UNKNOWN_EVENT:
             return _error(404, f"event_id: no prediction with id {parsed.event_id!r} was served")
         if status is RewardStatus.DUPLICATE:
             return _error(409, f"event_id: a reward for {parsed.event_id!r} was already recorded")
+        self._spool_has_room()
         return web.json_response({"status": "accepted"})
+
+    def _spool_full_error(self, error: SpoolFullError) -> web.Response:
+        """503 with what is full and what to do; logged once per period of being full."""
+        if not self._spool_full:
+            self._spool_full = True
+            _LOG.error("refusing predictions and rewards until the spool has room: %s", error)
+        return _error(503, f"{error}; retry later")
+
+    def _spool_has_room(self) -> None:
+        if self._spool_full:
+            self._spool_full = False
+            _LOG.info("the spool has room again; serving predictions and rewards")
 
     def _prediction_rows(
         self,

@@ -7,8 +7,16 @@ so it can be stopped and brought back.
 
 import asyncio
 import dataclasses
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
 import time
-from typing import List, Tuple
+import urllib.request
+from pathlib import Path
+from typing import List, Optional, Tuple
 
 import aiohttp
 import numpy as np
@@ -82,7 +90,7 @@ def test_the_server_process_gets_every_serving_setting_of_the_config(config):
     config = config.replace(
         serving={"exploration": "boltzmann", "temperature": 0.5, "predict_route": "/v1/predict"}
     )
-    env = serving_environment(config, clients.BigQueryEndpoints(project="p"), port=9000)
+    env = serving_environment(config, clients.BigQueryEndpoints(project="my-project"), port=9000)
     assert settings_from_env(env).serving == dataclasses.replace(config.serving, port=9000)
 
 
@@ -113,3 +121,56 @@ def test_a_killed_server_loses_no_prediction_it_confirmed(emulator, config):
     count, landed = _landed_event_ids(emulator, config)
     assert landed == set(confirmed)
     assert count == len(confirmed)
+
+
+def _rss_mb(pid: int) -> float:
+    """Resident memory of a process, from /proc."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise AssertionError(f"no VmRSS for process {pid}")
+
+
+def _served_version(url: str) -> Optional[str]:
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    try:
+        with opener.open(f"{url}/health", timeout=5) as response:
+            return json.load(response).get("model_version")
+    except OSError:
+        return None
+
+
+def test_memory_stays_flat_over_50_hot_reloads(tmp_path):
+    """gc.freeze() after each reload once kept every replaced SavedModel alive (~20 MB each)."""
+    trained = save_linucb_policy(tmp_path / "trained", seed=0)
+    base = tmp_path / "push"
+    shutil.copytree(trained, base / "1")
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    env = {
+        **os.environ,
+        "AIP_STORAGE_URI": str(base),
+        "AIP_HTTP_PORT": str(port),
+        "MLBANDITS_SCORER": "savedmodel",
+        "MLBANDITS_MODEL_POLL_S": "0.05",
+        "MLBANDITS_SHIP_LOGS": "false",
+        "MLBANDITS_SPOOL_PATH": str(tmp_path / "spool.sqlite"),
+    }
+    url = f"http://127.0.0.1:{port}"
+    with open(tmp_path / "server.log", "wb") as log:
+        server = subprocess.Popen(
+            [sys.executable, "-m", "serving"], env=env, stdout=log, stderr=subprocess.STDOUT
+        )
+    try:
+        rss = {}
+        for version in range(1, 52):
+            if version > 1:
+                shutil.copytree(trained, base / str(version))
+            _wait_for(lambda: _served_version(url) == str(version), timeout_s=120)
+            rss[version] = _rss_mb(server.pid)
+    finally:
+        server.kill()
+        server.wait()
+    growth = rss[51] - rss[6]
+    assert growth < 50, f"RSS grew {growth:.0f} MB over 45 reloads: {rss}"

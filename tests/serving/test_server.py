@@ -1,20 +1,24 @@
-"""The real aiohttp server on 127.0.0.1: predictions, rewards, validation, health, hot reload."""
+"""The real aiohttp server on 127.0.0.1 over the real SQLite spool: predictions, rewards,
+validation, health, hot reload, a full spool."""
 
 import asyncio
 import contextlib
 import json
+import logging
 import shutil
-import threading
+import tempfile
+import time
 from pathlib import Path
 from typing import AsyncIterator, List, Optional
 
 import aiohttp
 import numpy as np
 import pytest
+from aiohttp import web
 
 from bandit_core.bigquery.clients import BigQueryEndpoints
-from serving.__main__ import SettingsError, settings_from_env
-from serving.event_spool import EventSpool, RewardStatus
+from serving.__main__ import build_app, settings_from_env
+from serving.event_spool import PREDICTIONS, REWARDS, WAL_SIZE_LIMIT_BYTES, EventSpool
 from serving.model_registry import ModelRegistry
 from serving.policy_scorer import load_policy_scorer
 from serving.prediction_logger import PredictionLogger
@@ -34,29 +38,28 @@ def policies(tmp_path_factory) -> List[Path]:
     return dirs
 
 
-class RecordingLogger:
-    """Test double of PredictionLogger: remembers rows, answers rewards like the spool."""
+class RecordingLogger(PredictionLogger):
+    """The real logger over a real spool in a temporary directory, never started (nothing
+    ships); `predictions` and `rewards` read back the rows the spool holds."""
 
-    def __init__(self) -> None:
-        self.predictions: List[dict] = []
-        self.rewards: List[dict] = []
-        self.fail_with: Optional[Exception] = None
-        self._lock = threading.Lock()
+    def __init__(self, max_bytes: Optional[int] = None) -> None:
+        self._directory = tempfile.TemporaryDirectory(prefix="spool-")
+        self.spool = EventSpool(Path(self._directory.name) / "spool.sqlite", max_bytes=max_bytes)
+        super().__init__(
+            self.spool,
+            BigQueryEndpoints("local-proj", "http://127.0.0.1:9"),
+            "ds",
+            "predictions",
+            "rewards",
+        )
 
-    def log_predictions(self, rows: List[dict]) -> None:
-        if self.fail_with is not None:
-            raise self.fail_with
-        with self._lock:
-            self.predictions.extend(rows)
+    @property
+    def predictions(self) -> List[dict]:
+        return [record.payload for record in self.spool.peek(1_000_000, PREDICTIONS)]
 
-    def log_reward(self, event_id: str, row: dict) -> RewardStatus:
-        with self._lock:
-            if event_id not in {row["event_id"] for row in self.predictions}:
-                return RewardStatus.UNKNOWN_EVENT
-            if event_id in {row["event_id"] for row in self.rewards}:
-                return RewardStatus.DUPLICATE
-            self.rewards.append(row)
-            return RewardStatus.ACCEPTED
+    @property
+    def rewards(self) -> List[dict]:
+        return [record.payload for record in self.spool.peek(1_000_000, REWARDS)]
 
 
 def push(policy: Path, base: Path, version: str) -> Path:
@@ -134,7 +137,7 @@ def test_predict_batch_is_logged_before_it_is_returned(tmp_path, policies):
     for instance, prediction in zip(instances, predictions):
         row = logged[prediction["event_id"]]
         assert row["observation"] == instance["observation"]
-        assert row["user_id"] == instance.get("user_id")
+        assert row.get("user_id") == instance.get("user_id")
         assert (row["action"], row["propensity"]) == (
             prediction["action"],
             prediction["propensity"],
@@ -225,25 +228,51 @@ def test_each_bad_predict_request_gets_400_and_the_server_keeps_serving(tmp_path
     assert results[-1][0] == 405 and "error" in results[-1][1]
 
 
-def test_a_prediction_that_cannot_be_logged_is_not_returned(tmp_path, policies):
+def test_a_full_spool_answers_503_saying_so_logs_once_and_recovers_when_rows_leave(
+    tmp_path, policies, caplog
+):
     registry = loaded_registry(push(policies[0], tmp_path, "1"))
-    logger = RecordingLogger()
-    logger.fail_with = OSError("disk full")
+    logger = RecordingLogger(max_bytes=64 * 1024)
+    one = {"instances": [{"observation": observation()}]}
 
     async def scenario():
         async with serving(registry, logger) as session:
-            failed = await post(
-                session, "/predict", {"instances": [{"observation": observation()}]}
-            )
-            logger.fail_with = None
-            recovered = await post(
-                session, "/predict", {"instances": [{"observation": observation()}]}
-            )
-            return failed, recovered
+            answers = [await post(session, "/predict", one)]
+            while answers[-1][0] == 200 and len(answers) < 1000:
+                answers.append(await post(session, "/predict", one))
+            event_id = answers[0][1]["predictions"][0]["event_id"]
+            answers.append(await post(session, "/predict", one))
+            answers.append(await post(session, "/reward", {"event_id": event_id, "reward": 1.0}))
+            shipped = logger.spool.peek(20)  # as the shipper removes rows BigQuery confirmed
+            logger.spool.remove(record.seq for record in shipped)
+            return answers, await post(session, "/predict", one)
 
-    (status, body), (recovered_status, _) = asyncio.run(scenario())
+    with caplog.at_level(logging.INFO, logger="serving.server"):
+        answers, recovered = asyncio.run(scenario())
+    refused = answers[-3:]
+    assert len(answers) < 1000 and all(status == 200 for status, _ in answers[:-3])
+    for status, body in refused:
+        assert status == 503 and "predictions" not in body
+        assert "is full (its cap of 0.0625 MB)" in body["error"]
+        assert "MLBANDITS_SPOOL_MAX_MB" in body["error"] and body["error"].endswith("retry later")
+    assert recovered[0] == 200, recovered
+    messages = [record.getMessage() for record in caplog.records]
+    assert len([m for m in messages if "until the spool has room" in m]) == 1, messages
+    assert len([m for m in messages if "has room again" in m]) == 1, messages
+    assert logger.spool.pending_count() == len(answers) - 3 - 20 + 1
+
+
+def test_a_prediction_that_cannot_be_logged_is_not_returned(tmp_path, policies):
+    registry = loaded_registry(push(policies[0], tmp_path, "1"))
+    logger = RecordingLogger()
+    logger.spool.close()
+
+    async def scenario():
+        async with serving(registry, logger) as session:
+            return await post(session, "/predict", {"instances": [{"observation": observation()}]})
+
+    status, body = asyncio.run(scenario())
     assert status == 503 and "predictions" not in body and "could not be logged" in body["error"]
-    assert recovered_status == 200
 
 
 def test_rewards_accepted_once_unknown_404_duplicate_409_bad_400(tmp_path, policies):
@@ -279,44 +308,6 @@ def test_rewards_accepted_once_unknown_404_duplicate_409_bad_400(tmp_path, polic
     reward = logger.rewards[0]
     assert (reward["event_id"], reward["reward"]) == (event_id, 4.5)
     assert reward["reward_time"].endswith("+00:00")
-
-
-def test_rows_pass_the_real_logger_and_its_spool(tmp_path, policies):
-    """The real PredictionLogger (not started: nothing ships) accepts the server's rows."""
-    registry = loaded_registry(push(policies[0], tmp_path, "1"))
-    spool = EventSpool(tmp_path / "spool.sqlite")
-    logger = PredictionLogger(
-        spool, BigQueryEndpoints("local-proj", "http://127.0.0.1:9"), "ds", "predictions", "rewards"
-    )
-
-    async def scenario():
-        async with serving(registry, logger) as session:
-            status, body = await post(
-                session,
-                "/predict",
-                {"instances": [{"observation": observation(), "user_id": 3}] * 2},
-            )
-            assert status == 200, body
-            event_id = body["predictions"][0]["event_id"]
-            return [
-                await post(session, "/reward", {"event_id": event_id, "reward": 1}),
-                await post(session, "/reward", {"event_id": event_id, "reward": 1}),
-                await post(session, "/reward", {"event_id": "unknown", "reward": 1}),
-            ]
-
-    statuses = [status for status, _ in asyncio.run(scenario())]
-    assert statuses == [200, 409, 404]
-    assert spool.pending_count("predictions") == 2 and spool.pending_count("rewards") == 1
-    spool.close()
-
-
-def test_a_stray_directory_with_a_unicode_digit_does_not_stop_polling(tmp_path, policies):
-    base = tmp_path / "push"
-    (base / "²").mkdir(parents=True)
-    push(policies[0], base, "7")
-    registry = ModelRegistry(str(base), load_policy_scorer)
-    registry.refresh()
-    assert registry.current.version == "7"
 
 
 def test_health_is_503_until_a_policy_loads(tmp_path, policies):
@@ -358,26 +349,30 @@ def test_hot_reload_under_load_drops_no_request(tmp_path, policies):
                 (status, body["predictions"][0]["model_version"] if status == 200 else body)
             )
 
+    async def until(condition, what: str) -> None:
+        deadline = time.monotonic() + 30
+        while not condition():
+            assert time.monotonic() < deadline, f"timed out waiting until {what}"
+            await asyncio.sleep(0.01)
+
+    def every_client_saw(version: str) -> bool:
+        return all(any(answer[1] == version for answer in s) for s in seen)
+
     async def scenario():
         async with serving(registry) as session:
-            while registry.current is None:
-                await asyncio.sleep(0.01)
-            stop, seen = asyncio.Event(), [[] for _ in range(4)]
+            await until(lambda: registry.current is not None, "a policy loads")
+            stop = asyncio.Event()
             clients = [asyncio.create_task(client_loop(session, stop, s)) for s in seen]
-            await asyncio.sleep(0.3)
+            await until(lambda: every_client_saw("100"), "every client was answered")
             await asyncio.get_running_loop().run_in_executor(None, push, policies[1], base, "200")
-            deadline = asyncio.get_running_loop().time() + 20
-            while (
-                registry.current.version != "200" and asyncio.get_running_loop().time() < deadline
-            ):
-                await asyncio.sleep(0.01)
-            await asyncio.sleep(0.3)
+            await until(lambda: every_client_saw("200"), "every client saw the new version")
             stop.set()
             await asyncio.gather(*clients)
-            return seen
+
+    seen: List[list] = [[] for _ in range(4)]
 
     try:
-        seen = asyncio.run(scenario())
+        asyncio.run(scenario())
     finally:
         registry.stop()
     for per_client in seen:
@@ -388,104 +383,78 @@ def test_hot_reload_under_load_drops_no_request(tmp_path, policies):
         assert versions == sorted(versions, key=int)
 
 
-def test_broken_and_incomplete_versions_are_skipped_then_retried_when_fixed(tmp_path, policies):
-    base = tmp_path / "push"
-    push(policies[0], base, "100")
-    incomplete = base / "300"
-    incomplete.mkdir()
-    shutil.copy(policies[1] / "saved_model.pb", incomplete)
-    loads = []
-    registry = ModelRegistry(str(base), lambda path: loads.append(path) or load_policy_scorer(path))
-    assert registry.refresh().version == "100"
+class CountingLogger(RecordingLogger):
+    """The spooled logger, counting the rows of each `log_predictions` call."""
 
-    broken = push(policies[1], base, "200")
-    (broken / "variables" / "variables.index").write_bytes(b"truncated")
-    assert registry.refresh().version == "100", "a broken version must not replace a good one"
-    assert registry.refresh().version == "100"
-    assert [Path(path).name for path in loads] == ["100", "200"], (
-        "the incomplete version is not tried, the unchanged broken one not twice"
-    )
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls: List[int] = []
 
-    shutil.copy(policies[1] / "variables" / "variables.index", broken / "variables")
-    assert registry.refresh().version == "200", "a repaired version is retried"
-    shutil.rmtree(incomplete)
-    push(policies[0], base, "300")
-    assert registry.refresh().version == "300"
-
-
-def test_storage_uri_may_be_a_single_policy_dir(tmp_path, policies):
-    registry = loaded_registry(push(policies[0], tmp_path, "1795633363"))
-    assert registry.current.version == "1795633363"
-    assert registry.refresh() is registry.current
-
-
-def test_settings_come_from_vertex_and_mlbandits_variables():
-    settings = settings_from_env(
-        {
-            "AIP_STORAGE_URI": "gs://bucket/serving_model",
-            "AIP_HTTP_PORT": "9000",
-            "AIP_PREDICT_ROUTE": "/v1/predict",
-            "MLBANDITS_HOST": "0.0.0.0",
-            "MLBANDITS_EXPLORATION": "boltzmann",
-            "MLBANDITS_TEMPERATURE": "0.5",
-            "MLBANDITS_BQ_REST_ENDPOINT": "http://127.0.0.1:9050",
-            "MLBANDITS_SHIP_LOGS": "false",
-        }
-    )
-    assert settings.serving == ServingSettings(
-        host="0.0.0.0",
-        port=9000,
-        exploration="boltzmann",
-        temperature=0.5,
-        predict_route="/v1/predict",
-    )
-    assert settings.endpoints.rest_endpoint == "http://127.0.0.1:9050" and not settings.ship_logs
-    assert (settings.dataset, settings.predictions_table) == ("mlbandits", "predictions")
-
-
-def test_the_container_listens_on_vertex_ais_port_by_default():
-    assert settings_from_env({"AIP_STORAGE_URI": "/models"}).serving.port == 8080
-
-
-@pytest.mark.parametrize(
-    "env, variable",
-    [
-        ({}, "AIP_STORAGE_URI"),
-        ({"AIP_HTTP_PORT": "http"}, "AIP_HTTP_PORT"),
-        ({"MLBANDITS_EPSILON": "2"}, "MLBANDITS_EPSILON"),
-        ({"MLBANDITS_SHIP_LOGS": "maybe"}, "MLBANDITS_SHIP_LOGS"),
-        ({"MLBANDITS_SCORER": "gpu"}, "MLBANDITS_SCORER"),
-        (
-            {"MLBANDITS_SCORER": "savedmodel", "MLBANDITS_EXPLORATION": "boltzmann"},
-            "MLBANDITS_EXPLORATION",
-        ),
-    ],
-)
-def test_bad_settings_name_the_variable(env, variable):
-    if variable != "AIP_STORAGE_URI":
-        env = {"AIP_STORAGE_URI": "/models", **env}
-    with pytest.raises(SettingsError, match=variable):
-        settings_from_env(env)
+    def log_predictions(self, rows: List[dict]) -> None:
+        self.calls.append(len(rows))
+        super().log_predictions(rows)
 
 
 def test_requests_ready_together_share_one_logger_call():
-    logger = RecordingLogger()
-    calls = []
-    log_predictions = logger.log_predictions
-    logger.log_predictions = lambda rows: calls.append(len(rows)) or log_predictions(rows)
+    logger = CountingLogger()
+
+    def row(event_id: str) -> dict:
+        return {"event_id": event_id, "event_time": "2024-05-01T12:00:00+00:00"}
 
     async def scenario():
         batcher = PredictionBatcher(logger)
         await asyncio.gather(
-            *(batcher.log([{"event_id": f"{i}-{j}"} for j in range(i)]) for i in range(1, 6))
+            *(batcher.log([row(f"{i}-{j}") for j in range(i)]) for i in range(1, 6))
         )
-        await batcher.log([{"event_id": "alone"}])
-        logger.fail_with = OSError("disk full")
+        await batcher.log([row("alone")])
         return await asyncio.gather(
-            *(batcher.log([{"event_id": "x"}]) for _ in range(3)), return_exceptions=True
+            batcher.log([row("new")]), batcher.log([row("alone")]), return_exceptions=True
         )
 
     failures = asyncio.run(scenario())
-    assert calls == [15, 1, 3]
-    assert len(logger.predictions) == 16
-    assert all(isinstance(failure, OSError) for failure in failures)
+    assert logger.calls == [15, 1, 2]
+    assert len(logger.predictions) == 16, "a failed call spools none of its rows"
+    assert all("already served" in str(failure) for failure in failures), failures
+
+
+def test_without_shipping_the_container_still_keeps_its_spool_bounded(tmp_path, policies):
+    """MLBANDITS_SHIP_LOGS=false once meant no WAL checkpoint at all: ~20 KB per commit, forever."""
+    push(policies[0], tmp_path / "push", "1")
+    spool_path = tmp_path / "spool.sqlite"
+    wal = spool_path.with_name(spool_path.name + "-wal")
+    settings = settings_from_env(
+        {
+            "AIP_STORAGE_URI": str(tmp_path / "push"),
+            "AIP_HTTP_PORT": "0",
+            "MLBANDITS_SPOOL_PATH": str(spool_path),
+            "MLBANDITS_SHIP_LOGS": "false",
+            "MLBANDITS_MODEL_POLL_S": "0.05",
+        }
+    )
+    one = {"instances": [{"observation": observation()}]}
+
+    async def scenario():
+        runner = web.AppRunner(build_app(settings))
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        port = runner.addresses[0][1]
+        try:
+            async with aiohttp.ClientSession(f"http://127.0.0.1:{port}") as session:
+                deadline = time.monotonic() + 30
+                while (await session.get("/health")).status != 200:
+                    assert time.monotonic() < deadline, "no policy loaded"
+                    await asyncio.sleep(0.05)
+                for _ in range(400):  # one commit each: about 7 MB of WAL unless checkpointed
+                    assert (await post(session, "/predict", one))[0] == 200
+                deadline = time.monotonic() + 20
+                while wal.stat().st_size > WAL_SIZE_LIMIT_BYTES:
+                    assert time.monotonic() < deadline, f"the WAL stayed at {wal.stat().st_size} B"
+                    assert (await post(session, "/predict", one))[0] == 200
+                    await asyncio.sleep(0.1)
+        finally:
+            await runner.cleanup()
+
+    asyncio.run(scenario())
+    with EventSpool(spool_path) as spool:
+        assert spool.pending_count(PREDICTIONS) >= 400, "the rows wait in the spool"

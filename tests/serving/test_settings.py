@@ -5,6 +5,7 @@ import dataclasses
 import pytest
 
 from bandit_core.errors import ConfigError
+from serving.__main__ import SettingsError, settings_from_env
 from serving.settings import ENVIRONMENT, ServingSettings
 
 
@@ -81,3 +82,112 @@ def test_environment_errors_name_the_variable(env, message):
     with pytest.raises(ConfigError) as error:
         ServingSettings.from_environment(env)
     assert message in str(error.value)
+
+
+def test_settings_come_from_vertex_and_mlbandits_variables():
+    settings = settings_from_env(
+        {
+            "AIP_STORAGE_URI": "gs://bucket/serving_model",
+            "AIP_HTTP_PORT": "9000",
+            "AIP_PREDICT_ROUTE": "/v1/predict",
+            "MLBANDITS_HOST": "0.0.0.0",
+            "MLBANDITS_EXPLORATION": "boltzmann",
+            "MLBANDITS_TEMPERATURE": "0.5",
+            "MLBANDITS_BQ_REST_ENDPOINT": "http://127.0.0.1:9050",
+            "MLBANDITS_SHIP_LOGS": "false",
+        }
+    )
+    assert settings.serving == ServingSettings(
+        host="0.0.0.0",
+        port=9000,
+        exploration="boltzmann",
+        temperature=0.5,
+        predict_route="/v1/predict",
+    )
+    assert settings.endpoints.rest_endpoint == "http://127.0.0.1:9050" and not settings.ship_logs
+    assert (settings.dataset, settings.predictions_table) == ("mlbandits", "predictions")
+
+
+def test_the_container_listens_on_vertex_ais_port_by_default():
+    assert settings_from_env({"AIP_STORAGE_URI": "/models"}).serving.port == 8080
+
+
+@pytest.mark.parametrize(
+    "env, variable",
+    [
+        ({}, "AIP_STORAGE_URI"),
+        ({"AIP_HTTP_PORT": "http"}, "AIP_HTTP_PORT"),
+        ({"MLBANDITS_EPSILON": "2"}, "MLBANDITS_EPSILON"),
+        ({"MLBANDITS_SHIP_LOGS": "maybe"}, "MLBANDITS_SHIP_LOGS"),
+        ({"MLBANDITS_SCORER": "gpu"}, "MLBANDITS_SCORER"),
+        ({"MLBANDITS_SPOOL_MAX_MB": "0"}, "MLBANDITS_SPOOL_MAX_MB: must be > 0"),
+        ({"MLBANDITS_SPOOL_MAX_MB": "lots"}, "MLBANDITS_SPOOL_MAX_MB: expected float"),
+        ({"MLBANDITS_SHIP_SETTLE_S": "-1"}, "MLBANDITS_SHIP_SETTLE_S: must be >= 0"),
+        (
+            {"MLBANDITS_SCORER": "savedmodel", "MLBANDITS_EXPLORATION": "boltzmann"},
+            "MLBANDITS_EXPLORATION",
+        ),
+    ],
+)
+def test_bad_settings_name_the_variable(env, variable):
+    if variable != "AIP_STORAGE_URI":
+        env = {"AIP_STORAGE_URI": "/models", **env}
+    with pytest.raises(SettingsError, match=variable):
+        settings_from_env(env)
+
+
+@pytest.mark.parametrize(
+    "variable, value, rule",
+    [
+        ("MLBANDITS_BQ_PROJECT", "p", "6 to 30 lowercase letters"),
+        ("MLBANDITS_BQ_PROJECT", "Local-Proj", "6 to 30 lowercase letters"),
+        ("MLBANDITS_BQ_PROJECT", "local-proj`; DROP", "6 to 30 lowercase letters"),
+        ("MLBANDITS_BQ_PROJECT", "1local-proj", "starting with a letter"),
+        ("MLBANDITS_BQ_DATASET", "logs-2024", "ASCII letters, digits or underscores"),
+        ("MLBANDITS_BQ_DATASET", "", "1 to 1024"),
+        ("MLBANDITS_BQ_DATASET", "lögs", "ASCII letters"),
+        ("MLBANDITS_BQ_PREDICTIONS_TABLE", "predictions` WHERE 1=1 --", "'`' is not allowed"),
+        ("MLBANDITS_BQ_PREDICTIONS_TABLE", "other.predictions", "'.' is not allowed"),
+        ("MLBANDITS_BQ_REWARDS_TABLE", "", "1 to 1024 bytes"),
+        ("MLBANDITS_BQ_REWARDS_TABLE", "r" * 1025, "1 to 1024 bytes"),
+    ],
+)
+def test_bigquery_names_follow_bigquerys_rules_and_errors_name_the_variable(variable, value, rule):
+    with pytest.raises(SettingsError) as error:
+        settings_from_env({"AIP_STORAGE_URI": "/models", variable: value})
+    assert str(error.value).startswith(f"{variable}: {value!r} is no ")
+    assert rule in str(error.value)
+
+
+@pytest.mark.parametrize(
+    "variable, value",
+    [
+        ("MLBANDITS_BQ_PROJECT", "my-project-123"),
+        ("MLBANDITS_BQ_PROJECT", "example.com:my-project"),
+        ("MLBANDITS_BQ_DATASET", "Logs_2024"),
+        ("MLBANDITS_BQ_PREDICTIONS_TABLE", "served-predictions 2024"),
+        ("MLBANDITS_BQ_REWARDS_TABLE", "Belohnungen_über"),
+    ],
+)
+def test_bigquery_names_that_bigquery_accepts_are_accepted(variable, value):
+    settings = settings_from_env({"AIP_STORAGE_URI": "/models", variable: value})
+    names = (
+        settings.endpoints.project,
+        settings.dataset,
+        settings.predictions_table,
+        settings.rewards_table,
+    )
+    assert value in names
+
+
+def test_spool_and_shipping_settings_come_from_their_variables():
+    settings = settings_from_env(
+        {
+            "AIP_STORAGE_URI": "/models",
+            "MLBANDITS_SPOOL_MAX_MB": "2.5",
+            "MLBANDITS_SHIP_SETTLE_S": "0",
+        }
+    )
+    assert (settings.spool_max_mb, settings.ship_settle_s) == (2.5, 0.0)
+    defaults = settings_from_env({"AIP_STORAGE_URI": "/models"})
+    assert (defaults.spool_max_mb, defaults.ship_settle_s) == (1024.0, 5.0)
