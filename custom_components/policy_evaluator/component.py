@@ -58,7 +58,9 @@ class PolicyEvaluator(base_component.BaseComponent):
     """
 
     SPEC_CLASS = PolicyEvaluatorSpec
-    EXECUTOR_SPEC = executor_spec.ExecutorClassSpec(executor.Executor)
+    # A Beam spec because the executor is, through TFX's Evaluator executor, a
+    # BaseBeamExecutor, which refuses the context a plain executor spec gives it.
+    EXECUTOR_SPEC = executor_spec.BeamExecutorSpec(executor.Executor)
 
     def __init__(
         self,

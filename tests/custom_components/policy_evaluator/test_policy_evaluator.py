@@ -18,13 +18,11 @@ from ml_metadata.proto import metadata_store_pb2
 from tfx import v1 as tfx
 from tfx.components.pusher import executor as pusher_executor
 from tfx.orchestration import metadata
-from tfx.types import artifact_utils, standard_artifacts
+from tfx.types import standard_artifacts
 from tfx.utils import path_utils, proto_utils
 
-from bandit_core import columns
 from bandit_core.errors import ConfigError
 from custom_components.bandit_schema_gen.component import BanditSchemaGen
-from custom_components.bandit_trainer import training
 from custom_components.bandit_trainer.component import BanditTrainer
 from custom_components.bandit_trainer.settings import TrainerSettings
 from custom_components.policy_evaluator import blessing, executor
@@ -36,6 +34,13 @@ from custom_components.policy_evaluator.ope import Estimate
 from custom_components.policy_evaluator.settings import EvaluatorSettings
 from custom_components.policy_evaluator.target_policy import SavedPolicy, saved_model_probabilities
 from simulation.movielens_data import default_data_dir
+from tests.custom_components.policy_evaluator.linear_logs import (
+    D,
+    K,
+    examples_artifact,
+    log_rows,
+    write_examples,
+)
 
 # --- the rule -------------------------------------------------------------------------------
 
@@ -111,85 +116,6 @@ def test_bad_evaluator_settings_are_rejected(change, message):
 
 # --- the executor on artifacts made here -------------------------------------------------------
 
-D, K = 5, 4
-
-
-def _bandit(seed=0):
-    rng = np.random.default_rng(seed)
-    return rng.normal(size=(K, D)), rng.normal(size=K)
-
-
-def _log(n, seed):
-    """Uniformly logged rows of a linear bandit with Gaussian contexts."""
-    theta, bias = _bandit()
-    rng = np.random.default_rng(seed)
-    x = rng.normal(size=(n, D)).astype(np.float32)
-    a = rng.integers(0, K, size=n)
-    r = (x @ theta.T + bias)[np.arange(n), a] + rng.normal(scale=0.5, size=n)
-    return x, a, r.astype(np.float32), np.full(n, 1.0 / K, dtype=np.float32)
-
-
-def _example(x, a=None, r=None, p=None, user=1) -> tf.train.Example:
-    feature = {
-        columns.USER_ID: tf.train.Feature(int64_list=tf.train.Int64List(value=[user])),
-        columns.OBSERVATION: tf.train.Feature(float_list=tf.train.FloatList(value=x)),
-        columns.EVENT_TIME_US: tf.train.Feature(int64_list=tf.train.Int64List(value=[1])),
-    }
-    for name, value, kind in (
-        (columns.ACTION, a, "int"),
-        (columns.REWARD, r, "float"),
-        (columns.PROPENSITY, p, "float"),
-    ):
-        if value is None:
-            continue
-        feature[name] = (
-            tf.train.Feature(int64_list=tf.train.Int64List(value=[int(value)]))
-            if kind == "int"
-            else tf.train.Feature(float_list=tf.train.FloatList(value=[float(value)]))
-        )
-    return tf.train.Example(features=tf.train.Features(feature=feature))
-
-
-def _write_examples(path, x, a, r, p, users=None, gzip=True):
-    with tf.io.TFRecordWriter(path, options="GZIP" if gzip else None) as writer:
-        for i in range(len(x)):
-            user = 1 if users is None else int(users[i])
-            writer.write(_example(x[i], a[i], r[i], p[i], user).SerializeToString())
-
-
-def _examples_artifact(root, rows=None, write=None):
-    artifact = standard_artifacts.Examples()
-    artifact.uri = str(root)
-    artifact.split_names = artifact_utils.encode_split_names(["eval"])
-    split_dir = os.path.join(str(root), "Split-eval")
-    os.makedirs(split_dir)
-    if rows is not None:
-        _write_examples(os.path.join(split_dir, "data.gz"), *rows)
-    if write is not None:
-        write(os.path.join(split_dir, "data.gz"))
-    return artifact
-
-
-def _model(root, settings, rows, model_id):
-    model = standard_artifacts.Model()
-    model.uri = str(root)
-    model.id = model_id
-    x, a, r, _ = rows
-    trained = training.train_policy(settings, x, a, r, K)
-    training.save_policy(trained, path_utils.serving_model_dir(model.uri))
-    return model
-
-
-@pytest.fixture(scope="module")
-def models(tmp_path_factory):
-    root = tmp_path_factory.mktemp("models")
-    train_rows = _log(4000, seed=1)
-    return {
-        "good": _model(root / "good", TrainerSettings(alpha=0.1), train_rows, 11),
-        "bad": _model(root / "bad", TrainerSettings(agent="LinTS", alpha=100.0), train_rows, 12),
-    }
-
-
 PROPERTIES = dict(
     split="eval",
     **dataclasses.asdict(EvaluatorSettings(bootstrap_samples=300, policy_samples=32)),
@@ -219,13 +145,8 @@ def _run(examples, model, baseline, tmp_path, **overrides):
     return blessing_artifact, evaluation, report
 
 
-@pytest.fixture(scope="module")
-def eval_rows():
-    return _log(3000, seed=2)
-
-
 def test_good_candidate_without_baseline_is_blessed(models, eval_rows, tmp_path):
-    examples = _examples_artifact(tmp_path / "examples", eval_rows)
+    examples = examples_artifact(tmp_path / "examples", eval_rows)
     blessed, evaluation, report = _run(examples, models["good"], None, tmp_path)
 
     assert blessed.get_int_custom_property("blessed") == 1
@@ -250,7 +171,7 @@ def test_good_candidate_without_baseline_is_blessed(models, eval_rows, tmp_path)
 def test_use_simulator_false_skips_the_simulator_even_with_a_movielens_dir(
     models, eval_rows, tmp_path
 ):
-    examples = _examples_artifact(tmp_path / "examples", eval_rows)
+    examples = examples_artifact(tmp_path / "examples", eval_rows)
     _, _, report = _run(
         examples, models["good"], None, tmp_path, movielens_dir="", use_simulator=False
     )
@@ -262,7 +183,7 @@ def test_use_simulator_false_skips_the_simulator_even_with_a_movielens_dir(
 def test_good_candidate_beats_a_worse_baseline_and_a_worse_one_is_refused(
     models, eval_rows, tmp_path
 ):
-    examples = _examples_artifact(tmp_path / "examples", eval_rows)
+    examples = examples_artifact(tmp_path / "examples", eval_rows)
     up, _, up_report = _run(examples, models["good"], models["bad"], tmp_path / "up")
     down, _, down_report = _run(examples, models["bad"], models["good"], tmp_path / "down")
 
@@ -280,7 +201,7 @@ def test_good_candidate_beats_a_worse_baseline_and_a_worse_one_is_refused(
 
 
 def test_an_unblessed_candidate_is_not_pushed_by_the_stock_pusher(models, eval_rows, tmp_path):
-    examples = _examples_artifact(tmp_path / "examples", eval_rows)
+    examples = examples_artifact(tmp_path / "examples", eval_rows)
     pushed_dirs = {}
     for name, baseline in (("bad", models["good"]), ("good", models["bad"])):
         blessing_artifact, _, _ = _run(examples, models[name], baseline, tmp_path / name)
@@ -321,7 +242,7 @@ def test_bad_evaluation_data_is_refused_with_the_reason(
 ):
     x, a, r, p = (list(c) for c in eval_rows)
     {"action": a, "reward": r, "propensity": p}[column][17] = value
-    examples = _examples_artifact(tmp_path / "examples", (x, a, r, p))
+    examples = examples_artifact(tmp_path / "examples", (x, a, r, p))
     blessed, _, report = _run(examples, models["good"], None, tmp_path)
 
     message = blessed.get_string_custom_property("blessing_message")
@@ -338,14 +259,14 @@ def test_bad_evaluation_data_is_refused_with_the_reason(
         (None, "no example files (*.gz)"),
         (lambda path: tf.io.TFRecordWriter(path, options="GZIP").close(), "holds no examples"),
         (
-            lambda path: _write_examples(path, *(c[:3] for c in _log(3, 0)), gzip=False),
+            lambda path: write_examples(path, *(c[:3] for c in log_rows(3, 0)), gzip=False),
             "could not be parsed",
         ),
     ],
     ids=["no-files", "no-rows", "corrupt"],
 )
 def test_unreadable_or_empty_evaluation_split_is_refused(models, tmp_path, write, expected):
-    examples = _examples_artifact(tmp_path / "examples", write=write)
+    examples = examples_artifact(tmp_path / "examples", write=write)
     blessed, _, report = _run(examples, models["good"], None, tmp_path)
     message = blessed.get_string_custom_property("blessing_message")
     assert blessed.get_int_custom_property("blessed") == 0
@@ -451,7 +372,7 @@ def test_dag_blesses_and_pushes_a_good_policy_then_refuses_a_worse_one(tmp_path)
     logged = simulate_uniform_logging(bandit, 3000, seed=3)
     data_dir = tmp_path / "logged"
     data_dir.mkdir()
-    _write_examples(
+    write_examples(
         str(data_dir / "data.tfrecord"),
         logged.observations, logged.actions, logged.rewards, logged.propensities,
         users=logged.user_ids, gzip=False,
