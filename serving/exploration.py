@@ -4,13 +4,21 @@ LinUCB's own choice is deterministic, so its logs would hold propensity 1 for
 one arm and 0 for the rest and off-policy training could not learn about the
 others. Serving therefore samples from a distribution that gives every arm a
 known, positive probability, and logs that probability as the propensity.
+No probability falls below the data contract's minimum propensity: a row
+logged with less would be quarantined at ingestion, so the little uniform
+exploration that lifts the lowest arm to the minimum is mixed in here, and
+the logged propensity is still the exact probability the action was drawn with.
 """
 
 from typing import Tuple
 
 import numpy as np
 
+from bandit_core.data_contract import MIN_PROPENSITY
 from serving.settings import ServingSettings
+
+# Mixing lands the lowest arm on the minimum up to rounding; aim this much above it.
+_FLOOR_MARGIN = 1.0 + 1e-6
 
 
 def policy_id_suffix(settings: ServingSettings) -> str:
@@ -23,8 +31,28 @@ def policy_id_suffix(settings: ServingSettings) -> str:
 def action_probabilities(settings: ServingSettings, scores: np.ndarray) -> np.ndarray:
     """[N, K] scores -> [N, K] probabilities under the configured strategy."""
     if settings.exploration == "epsilon_greedy":
-        return epsilon_greedy(scores, settings.epsilon)
-    return boltzmann(scores, settings.temperature)
+        return with_contract_floor(epsilon_greedy(scores, settings.epsilon))
+    return with_contract_floor(boltzmann(scores, settings.temperature))
+
+
+def with_contract_floor(probabilities: np.ndarray) -> np.ndarray:
+    """Each row mixed with the least uniform share that lifts its lowest arm to MIN_PROPENSITY.
+
+    Only arms that can be drawn count: an arm of probability 0 is never served,
+    so never logged, and stays at 0 (greedy epsilon = 0 keeps propensity 1).
+    Rows already at or above the minimum are returned unchanged; with more
+    arms than 1 / MIN_PROPENSITY the floor is the uniform 1 / K instead.
+    """
+    support = probabilities > 0.0
+    k = support.sum(axis=1, keepdims=True)
+    floor = np.minimum(MIN_PROPENSITY * _FLOOR_MARGIN, 1.0 / k)
+    lowest = np.where(support, probabilities, np.inf).min(axis=1, keepdims=True)
+    below = lowest < floor
+    if not below.any():
+        return probabilities
+    share = np.where(below, (floor - lowest) / np.maximum(1.0 / k - lowest, 1e-300), 0.0)
+    share = np.clip(share, 0.0, 1.0)
+    return (1.0 - share) * probabilities + share * support / k
 
 
 def epsilon_greedy(scores: np.ndarray, epsilon: float) -> np.ndarray:

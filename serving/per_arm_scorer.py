@@ -85,7 +85,8 @@ class PerArmScorer:
             )
         self.metadata = metadata
         self.catalogue = catalogue
-        self.min_candidates = 1
+        # Training reads rounds of exactly `num_candidates`; shorter ones would be quarantined.
+        self.min_candidates = metadata.num_candidates
         self.max_candidates = metadata.num_candidates
         # The catalogue sorted by id once, its features in the scorers' float64.
         order = np.argsort(catalogue.movie_ids)

@@ -2,21 +2,24 @@
 
 Pure functions of the raw body, so each bad-input case is testable without a
 server. A request that fails here gets HTTP 400 with the message as-is.
+User ids and rewards are held to the data contract (`bandit_core.data_contract`)
+that the pipeline checks too, so no accepted request logs a row that training
+would refuse.
 """
 
 import dataclasses
 import json
-import sys
 from collections import Counter
 from typing import Any, List, Optional, Tuple
 
 import numpy as np
 
+from bandit_core import data_contract
+
 # Observations are cast to float32 by the policy; larger magnitudes become inf.
 FLOAT32_MAX = float(np.finfo(np.float32).max)
-FLOAT64_MAX = sys.float_info.max
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
-MAX_EVENT_ID_LENGTH = 128
+MAX_EVENT_ID_LENGTH = data_contract.MAX_EVENT_ID_LENGTH
 _INSTANCE_FIELDS = ("observation", "user_id")
 _PER_ARM_INSTANCE_FIELDS = ("global_features", "candidates", "user_id")
 
@@ -132,8 +135,11 @@ def parse_reward_request(body: bytes) -> RewardRequest:
     if not _is_number(reward):
         raise RequestError(f"reward: expected a number, got {_json_type(reward)}")
     # False for NaN too; compares big ints exactly instead of overflowing.
-    if not -FLOAT64_MAX <= reward <= FLOAT64_MAX:
-        raise RequestError(f"reward: expected a finite number, got {_short(reward)}")
+    if not data_contract.REWARD_MIN <= reward <= data_contract.REWARD_MAX:
+        raise RequestError(
+            f"reward: {_short(reward)} is outside the allowed range "
+            f"{data_contract.describe_range(data_contract.REWARD_MIN, data_contract.REWARD_MAX)}"
+        )
     return RewardRequest(event_id=event_id, reward=float(reward))
 
 
@@ -193,8 +199,9 @@ def _user_id(value: Any, where: str) -> Optional[int]:
         return None
     if type(value) is not int:
         raise RequestError(f"{where}: expected an integer or null, got {_json_type(value)}")
-    if not INT64_MIN <= value <= INT64_MAX:
-        raise RequestError(f"{where}: {value} is outside the INT64 range")
+    if not data_contract.USER_ID_MIN <= value <= data_contract.USER_ID_MAX:
+        allowed = data_contract.describe_range(data_contract.USER_ID_MIN, data_contract.USER_ID_MAX)
+        raise RequestError(f"{where}: {_short(value)} is outside the allowed range {allowed}")
     return value
 
 

@@ -16,6 +16,7 @@ from typing import Any, Dict, Tuple, Union
 
 import numpy as np
 
+from bandit_core import data_contract
 from simulation import movielens_environment, movielens_per_arm
 from simulation.movielens_environment import MovieLensBandit
 from simulation.movielens_per_arm import MovieLensPerArmBandit
@@ -102,7 +103,9 @@ class PerArmUsers:
         users = np.array([user + 1])
         expected = movielens_per_arm.expected_rewards(self.bandit, users, ids[None])[0]
         served = float(expected[candidates.index(movie)])
-        reward = served + self.noise_sd * float(rng.standard_normal())
+        noisy = served + self.noise_sd * float(rng.standard_normal())
+        # Ratings are bounded; like the Generator, report within the data contract's range.
+        reward = min(max(noisy, data_contract.REWARD_MIN), data_contract.REWARD_MAX)
         return reward, float(expected.max()) - served
 
     def _reference_rounds(self) -> movielens_per_arm.RoundBatch:

@@ -16,6 +16,7 @@ import types
 import typing
 from typing import Any, Mapping, Optional
 
+from bandit_core.data_contract import MIN_PROPENSITY, REWARD_MAX, REWARD_MIN, DataContract
 from bandit_core.agent_names import AGENTS, PER_ARM_AGENTS
 from bandit_core.bigquery.settings import BigQueryConfig
 from bandit_core.errors import ConfigError
@@ -127,13 +128,20 @@ class GeneratorConfig:
 
 @dataclasses.dataclass(frozen=True)
 class IngestionConfig:
-    """Which logged rows are read for training and how they are split."""
+    """Which logged rows are read for training, how they are split, and how many may be bad.
+
+    Rows that break the data contract are quarantined (copied with their
+    reasons to `bigquery.quarantine_table`) and training goes on without them;
+    the run stops only when their share of the rows read exceeds
+    `max_quarantined_share` (0 stops at the first bad row, 1 never stops).
+    """
 
     window_start: str = ""
     window_end: str = ""
     source: str = ""
     train_buckets: int = 4
     eval_buckets: int = 1
+    max_quarantined_share: float = 0.01
 
     def validate(self) -> None:
         try:
@@ -142,15 +150,26 @@ class IngestionConfig:
             raise ConfigError(f"invalid setting {e}") from e
         _require(self.train_buckets >= 1, "ingestion.train_buckets", "must be >= 1")
         _require(self.eval_buckets >= 1, "ingestion.eval_buckets", "must be >= 1")
+        _require(
+            0.0 <= self.max_quarantined_share <= 1.0,
+            "ingestion.max_quarantined_share",
+            f"{self.max_quarantined_share!r} must be a share in [0, 1] (0.01 stops a run when "
+            "more than 1% of the rows read break the data contract)",
+        )
 
 
 @dataclasses.dataclass(frozen=True)
 class ValidationConfig:
-    """Bounds of the curated schema that ExampleValidator enforces."""
+    """Bounds of the data contract: the curated schema, the quarantine and the Generator's rows.
 
-    reward_min: float = -5.0
-    reward_max: float = 10.0
-    min_propensity: float = 1e-6
+    The defaults are the contract's own (`bandit_core.data_contract`), which
+    is also what the prediction server accepts; a narrower range here makes
+    ingestion quarantine served rewards outside it.
+    """
+
+    reward_min: float = REWARD_MIN
+    reward_max: float = REWARD_MAX
+    min_propensity: float = MIN_PROPENSITY
 
     def validate(self) -> None:
         _require(
@@ -237,6 +256,19 @@ class PipelineConfig:
             f"choose one of {', '.join(agents)}",
         )
         return self
+
+    @property
+    def data_contract(self) -> DataContract:
+        """What a logged row of the configured problem may hold."""
+        movielens, validation = self.movielens, self.validation
+        return DataContract(
+            observation_dim=movielens.observation_dim,
+            num_actions=movielens.actions_per_round,
+            reward_min=validation.reward_min,
+            reward_max=validation.reward_max,
+            min_propensity=validation.min_propensity,
+            arm_dim=movielens.arm_dim if movielens.per_arm else 0,
+        )
 
     def replace(self, **sections: Mapping[str, Any]) -> "PipelineConfig":
         """Returns a copy with some fields of some sections overridden."""

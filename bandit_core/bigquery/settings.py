@@ -15,6 +15,8 @@ class BigQueryConfig:
     predictions_table: str = "predictions"
     rewards_table: str = "rewards"
     items_table: str = "items"
+    # Rows that break the data contract, copied here with their reasons at ingestion.
+    quarantine_table: str = "quarantine"
     scratch_dataset: str = "mlbandits_scratch"
     use_emulator: bool = True
     emulator_data_dir: str = ""
@@ -24,7 +26,10 @@ class BigQueryConfig:
         return f"{self.project}.{self.dataset}.{self.table}"
 
     def validate(self) -> None:
-        for field in ("project", "table", "predictions_table", "rewards_table", "items_table"):
+        for field in (
+            "project", "table", "predictions_table", "rewards_table", "items_table",
+            "quarantine_table",
+        ):
             value = getattr(self, field)
             _require(
                 bool(value) and all(c.isalnum() or c in "_-" for c in value),
@@ -38,6 +43,12 @@ class BigQueryConfig:
                 f"bigquery.{field}",
                 f"{value!r} must be a non-empty dataset id (letters, digits or _; no -)",
             )
+        logs = (self.table, self.predictions_table, self.rewards_table, self.items_table)
+        _require(
+            self.quarantine_table not in logs,
+            "bigquery.quarantine_table",
+            f"{self.quarantine_table!r} must differ from the tables it quarantines rows of",
+        )
         _require(
             self.scratch_dataset != self.dataset,
             "bigquery.scratch_dataset",

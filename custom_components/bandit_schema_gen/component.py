@@ -24,12 +24,13 @@ class BanditSchemaGenSpec(types.ComponentSpec):
 
 
 class BanditSchemaGen(base_component.BaseComponent):
-    """Plays SchemaGen's part with a schema derived from the configuration.
+    """Plays SchemaGen's part with the schema of the data contract.
 
     Used in place of SchemaGen so that ExampleValidator checks even the first
     batch against the bandit's real action domain, observation length, reward
-    range and propensity bounds. With `arm_dim` > 0 it is the per-arm schema,
-    `num_actions` being the candidates per round.
+    range and propensity bounds. Its parameters are the fields of
+    `bandit_core.data_contract.DataContract`: with `arm_dim` > 0 it is the
+    per-arm schema, `num_actions` being the candidates per round.
     """
 
     SPEC_CLASS = BanditSchemaGenSpec

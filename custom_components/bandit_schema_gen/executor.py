@@ -9,11 +9,12 @@ from tfx.dsl.components.base import base_executor
 from tfx.types import artifact_utils
 from tfx.utils import io_utils
 
-from custom_components.bandit_schema_gen.schema import build_bandit_schema, build_per_arm_schema
+from bandit_core import data_contract
+from custom_components.bandit_schema_gen.schema import build_schema
 
 
 class Executor(base_executor.BaseExecutor):
-    """Builds the schema from execution parameters and writes schema.pbtxt."""
+    """Builds the schema of the data contract its parameters describe and writes schema.pbtxt."""
 
     def Do(
         self,
@@ -21,24 +22,6 @@ class Executor(base_executor.BaseExecutor):
         output_dict: Dict[str, List[types.Artifact]],
         exec_properties: Dict[str, Any],
     ) -> None:
-        bounds = dict(
-            reward_min=exec_properties["reward_min"],
-            reward_max=exec_properties["reward_max"],
-            min_propensity=exec_properties["min_propensity"],
-        )
-        arm_dim = exec_properties.get("arm_dim") or 0
-        if arm_dim:
-            schema = build_per_arm_schema(
-                global_dim=exec_properties["observation_dim"],
-                arm_dim=arm_dim,
-                num_candidates=exec_properties["num_actions"],
-                **bounds,
-            )
-        else:
-            schema = build_bandit_schema(
-                observation_dim=exec_properties["observation_dim"],
-                num_actions=exec_properties["num_actions"],
-                **bounds,
-            )
+        schema = build_schema(data_contract.DataContract.from_parameters(exec_properties))
         output = artifact_utils.get_single_instance(output_dict["schema"])
         io_utils.write_pbtxt_file(os.path.join(output.uri, DEFAULT_FILE_NAME), schema)

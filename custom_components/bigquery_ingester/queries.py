@@ -1,8 +1,17 @@
-"""The SQL that ExampleGen runs over the logged-interactions table."""
+"""The SQL that ExampleGen runs over the logged-interactions or the serving-log tables.
+
+Each `build_*_query` selects the window's rows with their event ids: the rows
+the data contract gate judges. ExampleGen reads them through
+`build_accepted_query`, which keeps the example columns of the rows that keep
+the contract; the gate quarantines the others with the same conditions.
+"""
 
 import datetime
 
 from bandit_core import columns
+from bandit_core.data_contract import DataContract
+
+EVENT_ID = "event_id"
 
 
 class QueryConfigError(ValueError):
@@ -50,7 +59,7 @@ def _source_condition(column: str, source: str) -> list:
 def build_examples_query(
     table_id: str, window_start: str = "", window_end: str = "", source: str = ""
 ) -> str:
-    """SELECTs the example features of the classic rows in [window_start, window_end).
+    """SELECTs the event id and example features of the classic rows in [window_start, window_end).
 
     TIMESTAMP is not a type TFX converts to tf.Example, so event time travels
     as microseconds since the epoch. Empty bounds leave the window open.
@@ -61,7 +70,7 @@ def build_examples_query(
     conditions += _source_condition("source", source)
     where = " AND ".join(conditions)
     return (
-        f"SELECT {columns.USER_ID}, {columns.OBSERVATION}, {columns.ACTION}, "
+        f"SELECT {EVENT_ID}, {columns.USER_ID}, {columns.OBSERVATION}, {columns.ACTION}, "
         f"{columns.REWARD}, {columns.PROPENSITY}, "
         f"UNIX_MICROS(event_time) AS {columns.EVENT_TIME_US} "
         f"FROM `{table_id}` WHERE {where}"
@@ -76,7 +85,7 @@ def _check_feature_version(feature_version: str) -> None:
 
 
 def _per_arm_select(events: str, items_table_id: str, feature_version: str) -> str:
-    """The per-arm example columns of alias `events` joined to the served movie's features.
+    """Event id and per-arm example columns of alias `events`, with the served movie's features.
 
     The check columns let the schema verify what a tf.Example cannot relate:
     that the served movie sits at the logged position among the candidates
@@ -89,8 +98,8 @@ def _per_arm_select(events: str, items_table_id: str, feature_version: str) -> s
     _check_feature_version(feature_version)
     e = events
     return (
-        f"SELECT {e}.{columns.USER_ID}, {e}.{columns.OBSERVATION}, {e}.{columns.ACTION}, "
-        f"{{reward}}, {e}.{columns.PROPENSITY}, "
+        f"SELECT {e}.{EVENT_ID}, {e}.{columns.USER_ID}, {e}.{columns.OBSERVATION}, "
+        f"{e}.{columns.ACTION}, {{reward}}, {e}.{columns.PROPENSITY}, "
         f"UNIX_MICROS({e}.event_time) AS {columns.EVENT_TIME_US}, "
         f"{e}.{columns.CANDIDATE_MOVIE_IDS}, {e}.{columns.MOVIE_ID}, "
         f"i.{columns.FEATURES} AS {columns.ARM_FEATURES}, "
@@ -158,8 +167,8 @@ def build_serving_logs_query(
     conditions += _window_conditions("p.event_time", window_start, window_end)
     where = " AND ".join(conditions)
     return (
-        f"SELECT p.{columns.USER_ID}, p.{columns.OBSERVATION}, p.{columns.ACTION}, "
-        f"r.{columns.REWARD}, p.{columns.PROPENSITY}, "
+        f"SELECT p.{EVENT_ID}, p.{columns.USER_ID}, p.{columns.OBSERVATION}, "
+        f"p.{columns.ACTION}, r.{columns.REWARD}, p.{columns.PROPENSITY}, "
         f"UNIX_MICROS(p.event_time) AS {columns.EVENT_TIME_US} "
         f"FROM {_deduplicated(predictions_table_id, 'event_time')} AS p "
         f"JOIN {_deduplicated(rewards_table_id, 'reward_time')} AS r "
@@ -187,3 +196,17 @@ def build_per_arm_serving_logs_query(
         ),
     )
     return f"{select} WHERE {' AND '.join(conditions)}"
+
+
+def build_accepted_query(source_query: str, contract: DataContract) -> str:
+    """ExampleGen's query: the example columns of the source rows that keep the data contract.
+
+    `source_query` is one of the `build_*_query` results. The data contract
+    gate quarantines the rows this query leaves out, with the same SQL
+    conditions, so every row read is either trained on or quarantined.
+    """
+    features = columns.PER_ARM_EXAMPLE_FEATURES if contract.per_arm else columns.EXAMPLE_FEATURES
+    return (
+        f"SELECT {', '.join(features)} FROM ({source_query}) AS s "
+        f"WHERE NOT ({contract.any_broken_sql()})"
+    )

@@ -5,6 +5,7 @@ from tfx.dsl.components.base import base_component, executor_spec
 from tfx.types import artifact
 from tfx.types.component_spec import ChannelParameter, ExecutionParameter
 
+from bandit_core import data_contract
 from bandit_core.policy_metadata import CLASSIC
 from custom_components.movielens_generator import executor
 
@@ -12,9 +13,9 @@ from custom_components.movielens_generator import executor
 class LoggedInteractions(artifact.Artifact):
     """A batch of logged interactions in a BigQuery table.
 
-    Its facts (table, event_id_prefix, rows_in_batch, rows_written) are custom
-    properties: Vertex Pipelines accepts custom artifact types only with a
-    namespaced name and no declared PROPERTIES.
+    Its facts (table, event_id_prefix, rows_in_batch, rows_written,
+    rewards_clipped) are custom properties: Vertex Pipelines accepts custom
+    artifact types only with a namespaced name and no declared PROPERTIES.
     """
 
     TYPE_NAME = "mlbandits.LoggedInteractions"
@@ -40,6 +41,9 @@ class MovieLensGeneratorSpec(types.ComponentSpec):
         "user_demographics": ExecutionParameter(type=int, optional=True),
         "movie_metadata": ExecutionParameter(type=int, optional=True),
         "bigquery_items_table": ExecutionParameter(type=str, optional=True),
+        "reward_min": ExecutionParameter(type=float, optional=True),
+        "reward_max": ExecutionParameter(type=float, optional=True),
+        "min_propensity": ExecutionParameter(type=float, optional=True),
     }
     INPUTS = {}
     OUTPUTS = {"logged_interactions": ChannelParameter(type=LoggedInteractions)}
@@ -52,6 +56,13 @@ class MovieLensGenerator(base_component.BaseComponent):
     training and retraining DAGs read both the same way. On the per-arm
     problem it also writes every movie's features to the items table, once
     per feature version; events carry movie ids only.
+
+    Every row keeps the data contract (`reward_min`, `reward_max` and
+    `min_propensity` are its bounds): simulated rewards are ratings on a
+    bounded scale, so an observed reward outside [reward_min, reward_max]
+    (SVD estimates can overshoot, and rating noise is unbounded) is clipped
+    to the nearer bound, and the count is recorded as `rewards_clipped`.
+    Any other broken rule stops the Generator before it writes.
     """
 
     SPEC_CLASS = MovieLensGeneratorSpec
@@ -75,6 +86,9 @@ class MovieLensGenerator(base_component.BaseComponent):
         user_demographics: bool = False,
         movie_metadata: bool = False,
         bigquery_items_table: str = "items",
+        reward_min: float = data_contract.REWARD_MIN,
+        reward_max: float = data_contract.REWARD_MAX,
+        min_propensity: float = data_contract.MIN_PROPENSITY,
     ):
         super().__init__(
             spec=MovieLensGeneratorSpec(
@@ -94,6 +108,9 @@ class MovieLensGenerator(base_component.BaseComponent):
                 user_demographics=int(user_demographics),
                 movie_metadata=int(movie_metadata),
                 bigquery_items_table=bigquery_items_table,
+                reward_min=reward_min,
+                reward_max=reward_max,
+                min_propensity=min_propensity,
                 logged_interactions=types.Channel(type=LoggedInteractions),
             )
         )

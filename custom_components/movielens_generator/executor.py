@@ -1,7 +1,7 @@
 """Simulates a batch of logged interactions and appends the new ones to BigQuery."""
 
 import datetime
-from typing import Any, Callable, Dict, Iterator, List, Tuple
+from typing import Any, Callable, Dict, Iterable, List, Tuple
 
 from absl import logging
 from google.cloud import bigquery
@@ -10,6 +10,7 @@ from tfx.dsl.components.base import base_executor
 from tfx.types import artifact_utils
 
 from bandit_core.bigquery import clients, tables
+from bandit_core.data_contract import DataContract
 from bandit_core.policy_metadata import CLASSIC, PER_ARM
 from custom_components.movielens_generator import logged_data, per_arm_logged_data
 from simulation import movielens_data, movielens_per_arm
@@ -17,7 +18,12 @@ from simulation.bandit_loader import load_movielens_bandit
 
 
 class Executor(base_executor.BaseExecutor):
-    """Idempotent: events (and item features) already in their table are not written again."""
+    """Idempotent: events (and item features) already in their table are not written again.
+
+    Rows are checked against the data contract as they are written: rewards
+    beyond its range are clipped and counted; any other broken rule raises
+    ContractViolation before the row is sent.
+    """
 
     def Do(
         self,
@@ -45,35 +51,55 @@ class Executor(base_executor.BaseExecutor):
             return frozenset(tables.existing_event_ids(client, table_id, prefix))
 
         if problem == PER_ARM:
-            prefix, batch_size, rows = _per_arm_rows(
+            prefix, batch_size, clipped, rows = _per_arm_rows(
                 client, exec_properties, output, now, known_events
             )
         else:
-            prefix, batch_size, rows = _classic_rows(exec_properties, now, known_events)
+            prefix, batch_size, clipped, rows = _classic_rows(exec_properties, now, known_events)
         written = tables.insert_rows(client, table_id, rows)
         logging.info("Generator wrote %d new of %d events to %s", written, batch_size, table_id)
+        if clipped:
+            logging.warning(
+                "Generator clipped %d of %d rewards to the data contract's range",
+                clipped,
+                batch_size,
+            )
         output.set_string_custom_property("problem", problem)
         output.set_string_custom_property("table", table_id)
         output.set_string_custom_property("event_id_prefix", prefix)
         output.set_int_custom_property("rows_in_batch", batch_size)
         output.set_int_custom_property("rows_written", written)
+        output.set_int_custom_property("rewards_clipped", clipped)
+
+
+def _contract(exec_properties: Dict[str, Any], **problem: int) -> DataContract:
+    """The data contract of the simulated problem, with the configured bounds."""
+    return DataContract.from_parameters({**exec_properties, "arm_dim": 0, **problem})
 
 
 def _classic_rows(
     exec_properties: Dict[str, Any],
     now: datetime.datetime,
     known_events: Callable[[str], frozenset],
-) -> Tuple[str, int, Iterator[dict]]:
-    """(event id prefix, events simulated, rows of the new ones)."""
+) -> Tuple[str, int, int, Iterable[dict]]:
+    """(event id prefix, events simulated, rewards clipped, checked rows of the new events)."""
     bandit = load_movielens_bandit(
         exec_properties["movielens_dir"],
         rank_k=exec_properties["rank_k"],
         num_actions=exec_properties["num_actions"],
     )
     seed = exec_properties["seed"]
-    batch = logged_data.simulate_uniform_logging(bandit, exec_properties["num_events"], seed)
+    contract = _contract(
+        exec_properties, observation_dim=bandit.observation_dim, num_actions=bandit.num_actions
+    )
+    batch, clipped = logged_data.clip_rewards(
+        logged_data.simulate_uniform_logging(bandit, exec_properties["num_events"], seed),
+        contract.reward_min,
+        contract.reward_max,
+    )
     prefix = logged_data.event_id_prefix(seed, bandit.num_actions, bandit.observation_dim)
-    return prefix, len(batch), logged_data.to_bigquery_rows(batch, now, known_events(prefix))
+    rows = logged_data.to_bigquery_rows(batch, now, known_events(prefix))
+    return prefix, len(batch), clipped, contract.checked(rows)
 
 
 def _per_arm_rows(
@@ -82,10 +108,11 @@ def _per_arm_rows(
     output: types.Artifact,
     now: datetime.datetime,
     known_events: Callable[[str], frozenset],
-) -> Tuple[str, int, Iterator[dict]]:
+) -> Tuple[str, int, int, Iterable[dict]]:
     """Writes the missing item features first, so every event's movie can be joined.
 
-    Returns (event id prefix, events simulated, rows of the new ones).
+    Returns (event id prefix, events simulated, rewards clipped, checked rows
+    of the new events).
     """
     rank_k = exec_properties["rank_k"]
     movie_metadata = bool(exec_properties["movie_metadata"])
@@ -123,11 +150,21 @@ def _per_arm_rows(
         exec_properties["num_candidates"],
         exec_properties["seed"],
     )
-    batch = per_arm_logged_data.simulate_uniform_per_arm_logging(
-        bandit, num_events, num_candidates, exec_properties["noise_sd"], seed
+    contract = _contract(
+        exec_properties,
+        observation_dim=bandit.global_dim,
+        num_actions=num_candidates,
+        arm_dim=bandit.arm_dim,
+    )
+    batch, clipped = logged_data.clip_rewards(
+        per_arm_logged_data.simulate_uniform_per_arm_logging(
+            bandit, num_events, num_candidates, exec_properties["noise_sd"], seed
+        ),
+        contract.reward_min,
+        contract.reward_max,
     )
     prefix = per_arm_logged_data.per_arm_event_id_prefix(
         bandit, num_events, num_candidates, exec_properties["noise_sd"], seed
     )
     rows = per_arm_logged_data.to_per_arm_bigquery_rows(batch, now, known_events(prefix))
-    return prefix, len(batch), rows
+    return prefix, len(batch), clipped, contract.checked(rows)

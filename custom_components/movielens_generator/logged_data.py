@@ -6,7 +6,7 @@ event ids, which is what makes the Generator's reruns idempotent.
 
 import dataclasses
 import datetime
-from typing import Iterator
+from typing import Iterator, Tuple, TypeVar
 
 import numpy as np
 
@@ -14,6 +14,7 @@ from simulation.movielens_environment import MovieLensBandit
 
 UNIFORM_RANDOM_POLICY_ID = "uniform-random"
 GENERATOR_SOURCE = "generator"
+Batch = TypeVar("Batch")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -55,6 +56,18 @@ def simulate_uniform_logging(bandit: MovieLensBandit, num_events: int, seed: int
         rewards=bandit.reward_table[users, actions],
         propensities=np.full(num_events, 1.0 / bandit.num_actions),
     )
+
+
+def clip_rewards(batch: Batch, reward_min: float, reward_max: float) -> Tuple[Batch, int]:
+    """(the batch with rewards clipped to [reward_min, reward_max], how many were clipped).
+
+    Simulated rewards are ratings, bounded like any rating scale; the data
+    contract's range is that scale. SVD estimates can overshoot it and rating
+    noise is unbounded, so the few rewards beyond it are set to the nearer
+    bound, and counted so the Generator can report them.
+    """
+    clipped = np.clip(batch.rewards, reward_min, reward_max)
+    return dataclasses.replace(batch, rewards=clipped), int(np.sum(clipped != batch.rewards))
 
 
 def to_bigquery_rows(

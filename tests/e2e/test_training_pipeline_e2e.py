@@ -12,7 +12,7 @@ from ml_metadata.proto import metadata_store_pb2
 from bandit_core import columns
 from bandit_core.bigquery import clients, tables
 from bandit_core.saved_policy import load_saved_policy, policy_actions
-from custom_components.bandit_trainer.anomalies_gate import AnomaliesFoundError
+from custom_components.data_contract_gate.quarantine import QuarantineLimitExceeded
 from custom_components.movielens_generator import logged_data
 from simulation.bandit_loader import load_movielens_bandit
 from simulation.movielens_data import default_data_dir
@@ -33,6 +33,7 @@ pytestmark = [
 NUM_EVENTS = 3000
 TRAINING_COMPONENTS = {
     "MovieLensGenerator",
+    "DataContractGate",
     "BigQueryExampleGen",
     "StatisticsGen",
     "BanditSchemaGen",
@@ -59,7 +60,7 @@ def _executions_by_node(config: PipelineConfig, retraining: bool = False) -> dic
     store = run_summary.open_store(str(config.local.metadata_path))
     name = pipeline.pipeline_name(config, retraining)
     result = {}
-    for node in TRAINING_COMPONENTS:
+    for node in TRAINING_COMPONENTS - ({"MovieLensGenerator"} if retraining else set()):
         context = store.get_context_by_type_and_name("node", f"{name}.{node}")
         executions = store.get_executions_by_context(context.id) if context else []
         result[node] = [e.last_known_state for e in executions]
@@ -144,8 +145,21 @@ def test_rerunning_the_generator_with_the_same_seed_adds_no_duplicates(emulator,
     assert _count(client, config.bigquery.table_ref) == 400
 
 
-def test_bad_rows_stop_the_run_before_training_and_nothing_is_pushed(emulator, tmp_path):
-    config = _config(tmp_path, bigquery={"table": "with_bad_rows"}, generator={"num_events": 500})
+def test_bad_rows_from_any_writer_are_quarantined_and_training_and_retraining_go_on(
+    emulator, tmp_path
+):
+    """Rows written straight into the tables, past the server: the logged-interactions
+    table for training, the predictions and rewards tables for retraining."""
+    config = _config(
+        tmp_path,
+        bigquery={
+            "table": "with_bad_rows",
+            "predictions_table": "bad_predictions",
+            "rewards_table": "bad_rewards",
+            "quarantine_table": "bad_quarantine",
+        },
+        generator={"num_events": 500},
+    )
     client = clients.make_bigquery_client(emulator.endpoints)
     table_id = tables.ensure_table(client, config.bigquery.dataset, config.bigquery.table)
     client.insert_rows_json(
@@ -153,17 +167,105 @@ def test_bad_rows_stop_the_run_before_training_and_nothing_is_pushed(emulator, t
         [_row("bad-propensity", propensity=0.0), _row("bad-action", action=57, propensity=0.05)],
     )
 
-    with pytest.raises(AnomaliesFoundError) as stopped:
-        local_runner.run_pipeline(config, emulator.endpoints)
+    # 2 bad rows of 502 are 0.4%: more than a 0.2% limit, so the gate stops the run.
+    strict = config.replace(
+        ingestion={"max_quarantined_share": 0.002}, local={"root": str(tmp_path / "strict")}
+    )
+    with pytest.raises(QuarantineLimitExceeded) as stopped:
+        local_runner.run_pipeline(strict, emulator.endpoints)
+    assert str(stopped.value).startswith(
+        "2 of 502 rows (0.40%): action 1, propensity 1 break the data contract"
+    )
+    states = _executions_by_node(strict)
+    assert metadata_store_pb2.Execution.COMPLETE not in states["DataContractGate"]
+    assert states["BigQueryExampleGen"] == [] and states["Pusher"] == []
 
-    message = str(stopped.value)
-    assert "propensity" in message and "action" in message
-    states = _executions_by_node(config)
-    assert states["ExampleValidator"] == [metadata_store_pb2.Execution.COMPLETE]
-    assert metadata_store_pb2.Execution.COMPLETE not in states["BanditTrainer"]
-    assert states["Pusher"] == []
-    serving = config.local.serving_model_dir
-    assert not serving.exists() or list(serving.iterdir()) == []
+    # Under the default 1% the run trains on the other 500 and reports the two.
+    local_runner.run_pipeline(config, emulator.endpoints)
+    assert _executions_by_node(config) == {
+        node: [metadata_store_pb2.Execution.COMPLETE] for node in TRAINING_COMPONENTS
+    }
+    summary = _summary(config, retraining=False)
+    assert summary.quarantine == run_summary.QuarantineSummary(
+        rows_read=502,
+        rows_quarantined=2,
+        broken={"action": 1, "propensity": 1},
+        table=f"{client.project}.{config.bigquery.dataset}.bad_quarantine",
+    )
+    assert sum(summary.rows_per_split.values()) == 500 and summary.anomalies == []
+    assert _quarantined(client, summary.quarantine.table) == {
+        "bad-action": ["action"],
+        "bad-propensity": ["propensity"],
+    }
+
+    # Serving logs with a bad user id, a reward of 1e300 and one below the range.
+    bandit = load_movielens_bandit("", config.movielens.rank_k, config.movielens.num_actions)
+    batch = logged_data.simulate_uniform_logging(bandit, 500, seed=3)
+    predictions = [
+        _prediction(f"served-{i}", int(batch.user_ids[i]), batch.observations[i], batch.actions[i])
+        for i in range(len(batch))
+    ]
+    rewards = [_reward(f"served-{i}", float(batch.rewards[i])) for i in range(len(batch))]
+    predictions += [
+        _prediction("bad-user", 0, batch.observations[0], 1),
+        _prediction("huge-reward", 5, batch.observations[1], 2),
+        _prediction("low-reward", 6, batch.observations[2], 3),
+    ]
+    rewards += [_reward("bad-user", 1.0), _reward("huge-reward", 1e300), _reward("low-reward", -7)]
+    for table, schema, rows in (
+        (config.bigquery.predictions_table, tables.PREDICTIONS_SCHEMA, predictions),
+        (config.bigquery.rewards_table, tables.REWARDS_SCHEMA, rewards),
+    ):
+        table_id = tables.ensure_table(client, config.bigquery.dataset, table, schema)
+        assert client.insert_rows_json(table_id, rows) == []
+
+    local_runner.run_pipeline(config, emulator.endpoints, retraining=True)
+    assert _executions_by_node(config, retraining=True) == {
+        node: [metadata_store_pb2.Execution.COMPLETE]
+        for node in TRAINING_COMPONENTS - {"MovieLensGenerator"}
+    }
+    summary = _summary(config, retraining=True)
+    assert (summary.quarantine.rows_read, summary.quarantine.rows_quarantined) == (503, 3)
+    assert summary.quarantine.broken == {"reward": 2, "user_id": 1}
+    assert sum(summary.rows_per_split.values()) == 500 and summary.anomalies == []
+    quarantined = _quarantined(client, summary.quarantine.table)
+    assert {event: quarantined[event] for event in ("bad-user", "huge-reward", "low-reward")} == {
+        "bad-user": ["user_id"],
+        "huge-reward": ["reward"],
+        "low-reward": ["reward"],
+    }
+
+
+def _summary(config: PipelineConfig, retraining: bool) -> run_summary.RunSummary:
+    return run_summary.summarize_latest_run(
+        run_summary.open_store(str(config.local.metadata_path)),
+        pipeline.pipeline_name(config, retraining),
+    )
+
+
+def _quarantined(client: bigquery.Client, table_id: str) -> dict:
+    """event id -> the rules it broke, with a reason naming each."""
+    rows = list(client.query(f"SELECT event_id, rules, reason FROM `{table_id}`").result())
+    for row in rows:
+        assert all(f"{rule}: " in row["reason"] for rule in row["rules"]), row
+    return {row["event_id"]: list(row["rules"]) for row in rows}
+
+
+def _prediction(event_id: str, user_id: int, observation: np.ndarray, action: int) -> dict:
+    return {
+        "event_id": event_id,
+        "event_time": "2026-11-26T00:00:00+00:00",
+        "user_id": user_id,
+        "observation": observation.tolist(),
+        "action": int(action),
+        "propensity": 0.05,
+        "model_version": "1",
+        "policy_id": "test",
+    }
+
+
+def _reward(event_id: str, reward: float) -> dict:
+    return {"event_id": event_id, "reward_time": "2026-11-26T00:01:00+00:00", "reward": reward}
 
 
 def _row(event_id: str, action: int = 3, propensity: float = 0.05) -> dict:

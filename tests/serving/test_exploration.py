@@ -3,12 +3,14 @@
 import numpy as np
 import pytest
 
+from bandit_core.data_contract import MIN_PROPENSITY
 from serving.exploration import (
     action_probabilities,
     boltzmann,
     epsilon_greedy,
     policy_id_suffix,
     sample_actions,
+    with_contract_floor,
 )
 from serving.settings import ServingSettings
 
@@ -104,3 +106,32 @@ def test_policy_id_suffix_names_strategy_and_parameter():
         policy_id_suffix(ServingSettings(exploration="boltzmann", temperature=0.5))
         == "boltzmann(temperature=0.5)"
     )
+
+
+@pytest.mark.parametrize(
+    "settings",
+    [
+        ServingSettings(exploration="boltzmann", temperature=0.01),
+        ServingSettings(exploration="epsilon_greedy", epsilon=1e-9),
+    ],
+)
+def test_no_served_propensity_falls_below_the_contracts_minimum(settings):
+    scores = np.random.default_rng(4).normal(scale=3.0, size=(50, 1682))
+    if settings.exploration == "boltzmann":
+        raw = boltzmann(scores, settings.temperature)
+    else:
+        raw = epsilon_greedy(scores, settings.epsilon)
+    assert 0.0 < raw[raw > 0.0].min() < MIN_PROPENSITY
+    probabilities = action_probabilities(settings, scores)
+    # Arms of probability 0 (underflow) are never drawn, so never logged.
+    assert probabilities[probabilities > 0.0].min() >= MIN_PROPENSITY
+    np.testing.assert_allclose(probabilities.sum(axis=1), 1.0)
+    # The floor only lifts: the policy's favourite stays the favourite.
+    np.testing.assert_array_equal(probabilities.argmax(axis=1), scores.argmax(axis=1))
+
+
+@pytest.mark.parametrize("epsilon", [0.2, 0.0])
+def test_rows_above_the_minimum_are_left_exactly_as_they_were(epsilon):
+    scores = np.array([[0.1, 0.9, 0.3, 0.2]])
+    expected = epsilon_greedy(scores, epsilon)
+    np.testing.assert_array_equal(with_contract_floor(expected), expected)

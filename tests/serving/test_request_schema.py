@@ -16,6 +16,7 @@ from serving.request_schema import (
 
 DIM = 4
 MAX_INSTANCES = 5
+OUTSIDE_REWARDS = "is outside the allowed range [-5.0, 10.0]"
 
 
 def _instance(**overrides) -> dict:
@@ -137,7 +138,16 @@ def test_empty_vertex_parameters_are_tolerated():
         ),
         (
             {"instances": [_instance(user_id=2**63)]},
-            "instances[0].user_id: 9223372036854775808 is outside the INT64 range",
+            "instances[0].user_id: 9223372036854775808 is outside the allowed range "
+            "[1, 9223372036854775807]",
+        ),
+        (
+            {"instances": [_instance(user_id=0)]},
+            "instances[0].user_id: 0 is outside the allowed range [1, 9223372036854775807]",
+        ),
+        (
+            {"instances": [_instance(), _instance(user_id=-7)]},
+            "instances[1].user_id: -7 is outside the allowed range [1, 9223372036854775807]",
         ),
     ],
 )
@@ -151,6 +161,18 @@ def test_valid_reward_is_parsed():
     request = parse_reward_request(b'{"event_id": "abc123", "reward": 4}')
     assert (request.event_id, request.reward) == ("abc123", 4.0)
     assert isinstance(request.reward, float)
+
+
+@pytest.mark.parametrize("reward", [-5, -5.0, 10, 10.0, 0])
+def test_rewards_at_the_contract_bounds_are_accepted(reward):
+    body = json.dumps({"event_id": "e", "reward": reward}).encode()
+    assert parse_reward_request(body).reward == reward
+
+
+@pytest.mark.parametrize("user_id", [1, 943, 10**12, 2**63 - 1])
+def test_user_ids_in_the_contract_range_are_accepted(user_id):
+    body = _predict({"instances": [_instance(user_id=user_id)]})
+    assert parse_predict_request(body, DIM, MAX_INSTANCES).user_ids == [user_id]
 
 
 @pytest.mark.parametrize(
@@ -176,9 +198,15 @@ def test_valid_reward_is_parsed():
         (b'{"event_id": "e", "reward": "5"}', "reward: expected a number, got string"),
         (b'{"event_id": "e", "reward": false}', "reward: expected a number, got boolean"),
         (b'{"event_id": "e", "reward": null}', "reward: expected a number, got null"),
-        (b'{"event_id": "e", "reward": NaN}', "reward: expected a finite number, got nan"),
-        (b'{"event_id": "e", "reward": -Infinity}', "reward: expected a finite number, got -inf"),
-        (b'{"event_id": "e", "reward": 1' + b"0" * 400 + b"}", "reward: expected a finite number"),
+        (b'{"event_id": "e", "reward": NaN}', f"reward: nan {OUTSIDE_REWARDS}"),
+        (b'{"event_id": "e", "reward": -Infinity}', f"reward: -inf {OUTSIDE_REWARDS}"),
+        (b'{"event_id": "e", "reward": 1e300}', f"reward: 1e+300 {OUTSIDE_REWARDS}"),
+        (b'{"event_id": "e", "reward": 10.000001}', f"reward: 10.000001 {OUTSIDE_REWARDS}"),
+        (b'{"event_id": "e", "reward": -6}', f"reward: -6 {OUTSIDE_REWARDS}"),
+        (
+            b'{"event_id": "e", "reward": 1' + b"0" * 400 + b"}",
+            f"reward: 100000000000...(401 digits) {OUTSIDE_REWARDS}",
+        ),
         (b'{"event_id": "e", "reward": 1' + b"0" * 5000 + b"}", "request body: not valid JSON"),
     ],
 )

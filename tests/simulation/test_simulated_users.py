@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 
+from bandit_core import data_contract
 from simulation import movielens_per_arm
 from simulation.movielens_environment import build_movielens_bandit
 from simulation.simulated_users import ClassicUsers, PerArmUsers, PredictionError
@@ -55,6 +56,15 @@ def test_per_arm_noise_has_the_configured_spread(per_arm):
     exact = per_arm.outcome(0, prediction, rng)[0]
     assert np.mean(rewards) == pytest.approx(exact, abs=0.06)
     assert np.std(rewards) == pytest.approx(1.0, abs=0.05)
+
+
+def test_per_arm_rewards_stay_within_the_data_contract(per_arm):
+    loud = PerArmUsers(per_arm.bandit, 5, noise_sd=50.0)
+    prediction = {"movie_id": 2, "candidates": [1, 2, 3, 4, 5]}
+    rng = np.random.default_rng(2)
+    rewards = np.array([loud.outcome(0, prediction, rng)[0] for _ in range(200)])
+    assert rewards.min() == data_contract.REWARD_MIN
+    assert rewards.max() == data_contract.REWARD_MAX
 
 
 @pytest.mark.parametrize(

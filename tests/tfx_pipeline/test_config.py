@@ -5,6 +5,8 @@ import json
 
 import pytest
 
+from bandit_core.data_contract import MIN_PROPENSITY, REWARD_MAX, REWARD_MIN, DataContract
+from simulation.movielens_per_arm import METADATA_DIM
 from tfx_pipeline import config as config_lib
 from tfx_pipeline.config import ConfigError, PipelineConfig, load_config
 
@@ -113,6 +115,10 @@ def test_wrong_type_names_the_setting(tmp_path, content, setting):
         ({"generator": {"seed": -1}}, "generator.seed"),
         ({"ingestion": {"train_buckets": 0}}, "ingestion.train_buckets"),
         ({"ingestion": {"eval_buckets": 0}}, "ingestion.eval_buckets"),
+        ({"ingestion": {"max_quarantined_share": -0.01}}, "ingestion.max_quarantined_share"),
+        ({"ingestion": {"max_quarantined_share": 1.5}}, "ingestion.max_quarantined_share"),
+        ({"bigquery": {"quarantine_table": "q;x"}}, "bigquery.quarantine_table"),
+        ({"bigquery": {"quarantine_table": "rewards"}}, "bigquery.quarantine_table"),
         ({"validation": {"min_propensity": 0}}, "validation.min_propensity"),
         ({"validation": {"min_propensity": 1.5}}, "validation.min_propensity"),
         ({"validation": {"min_propensity": -0.1}}, "validation.min_propensity"),
@@ -347,3 +353,35 @@ def test_replace_then_validate_rejects_out_of_range():
 
 def test_config_error_is_a_value_error():
     assert issubclass(config_lib.ConfigError, ValueError)
+
+
+def test_max_quarantined_share_defaults_to_one_percent_and_names_itself_when_bad(tmp_path):
+    assert PipelineConfig().validate().ingestion.max_quarantined_share == 0.01
+    for share in (0, 0.5, 1):
+        config = load_config(_write(tmp_path, {"ingestion": {"max_quarantined_share": share}}))
+        assert config.ingestion.max_quarantined_share == share
+    message = _load_error(tmp_path, '{"ingestion": {"max_quarantined_share": NaN}}')
+    assert "ingestion.max_quarantined_share" in message and "[0, 1]" in message
+
+
+def test_the_data_contract_is_the_configured_problem_with_the_validation_bounds():
+    classic = PipelineConfig().replace(validation={"reward_max": 12}).validate().data_contract
+    assert classic == DataContract(observation_dim=20, num_actions=20, reward_max=12.0)
+    per_arm = (
+        PipelineConfig()
+        .replace(
+            movielens={"problem": "per_arm", "num_candidates": 30, "movie_metadata": True},
+            trainer={"agent": "InteractionLinUCB"},
+        )
+        .validate()
+        .data_contract
+    )
+    assert (per_arm.observation_dim, per_arm.num_actions, per_arm.arm_dim) == (
+        20, 30, 20 + METADATA_DIM
+    )
+    defaults = PipelineConfig().validation
+    assert (defaults.reward_min, defaults.reward_max, defaults.min_propensity) == (
+        REWARD_MIN,
+        REWARD_MAX,
+        MIN_PROPENSITY,
+    )

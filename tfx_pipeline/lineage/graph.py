@@ -21,6 +21,7 @@ UPSTREAM, DOWNSTREAM, NEIGHBOURS = "upstream", "downstream", "neighbours"
 _TABLE_ID = re.compile(r"`([A-Za-z0-9_.:-]+)`")
 _WINDOW_BOUND = re.compile(r"([\w.]+) (>=|<) TIMESTAMP\('([^']+)'\)")
 _SQL_START = re.compile(r"\s*(SELECT|WITH)\b", re.IGNORECASE)
+_FILTER_UNSAFE = re.compile(r"[^A-Za-z0-9.:-]")
 _Event = metadata_store_pb2.Event
 _INPUT_EVENTS = {_Event.INPUT, _Event.DECLARED_INPUT, _Event.INTERNAL_INPUT}
 
@@ -179,16 +180,17 @@ class GraphBuilder:
         self._edges.add(LineageEdge(key, _execution_key(execution_id), "reads"))
 
     def _writers_before(self, table: str, before_ms: int) -> List[metadata_store_pb2.Artifact]:
-        return by_property(
+        candidates = by_property(
             self._store.get_artifacts,
-            f"table.string_value = '{table}'",
+            f"table.string_value LIKE '{_like_pattern(table)}'",
             f"create_time_since_epoch < {before_ms} AND state = LIVE",
         )
+        return [a for a in candidates if string_property(a, "table") == table]
 
     def _readers_after(self, table: str, after_ms: int) -> List[metadata_store_pb2.Execution]:
         candidates = by_property(
             self._store.get_executions,
-            f"input_config.string_value LIKE '%`{table}`%'",
+            f"input_config.string_value LIKE '%`{_like_pattern(table)}`%'",
             f"create_time_since_epoch > {after_ms}",
         )
         return [e for e in candidates if table in _query_tables(_execution_query(e))]
@@ -349,6 +351,16 @@ def _execution_query(execution: metadata_store_pb2.Execution) -> str:
 
 def _query_tables(query: str) -> List[str]:
     return sorted(set(_TABLE_ID.findall(query)))
+
+
+def _like_pattern(value: str) -> str:
+    """`value` as a LIKE pattern that matches it and may match more; callers compare exactly.
+
+    MLMD's filter syntax has no LIKE escape and does not pass a backslash through, so
+    quotes, `%` and backslashes cannot be written literally: each character outside a
+    table id's plain set becomes `_`, which matches any one character, itself included.
+    """
+    return _FILTER_UNSAFE.sub("_", value)
 
 
 def _query_window(query: str) -> Dict[str, str]:

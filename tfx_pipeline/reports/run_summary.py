@@ -11,7 +11,34 @@ from tfx.components.statistics_gen.executor import DEFAULT_FILE_NAME as STATS_FI
 from tfx.types import artifact_utils
 
 from custom_components.bandit_trainer import anomalies_gate
+from custom_components.data_contract_gate.component import QuarantineReport
 from custom_components.movielens_generator.component import LoggedInteractions
+
+
+@dataclasses.dataclass(frozen=True)
+class QuarantineSummary:
+    """What the data contract gate read and quarantined.
+
+    Attributes:
+      rows_read: rows of the run's window.
+      rows_quarantined: rows that broke the contract, left out of training.
+      broken: rule name -> rows breaking it, only rules some row broke.
+      table: the quarantine table holding them with their reasons.
+    """
+
+    rows_read: int
+    rows_quarantined: int
+    broken: Dict[str, int]
+    table: str
+
+    def describe(self) -> str:
+        """`2 of 503 rows (0.40%) in p.d.quarantine: action 1, propensity 1`."""
+        share = self.rows_quarantined / self.rows_read if self.rows_read else 0.0
+        rules = ", ".join(f"{rule} {count}" for rule, count in self.broken.items())
+        return (
+            f"{self.rows_quarantined} of {self.rows_read} rows ({share:.2%}) in {self.table}"
+            + (f": {rules}" if rules else "")
+        )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -22,8 +49,13 @@ class RunSummary:
     rows_generated: Optional[int]
     rows_per_split: Dict[str, int]
     anomalies: List[str]
+    quarantine: Optional[QuarantineSummary]
     training_seconds: Optional[float]
     pushed_destination: Optional[str]
+
+
+# The gate records one count per data-contract rule under this prefix.
+_BROKEN_PREFIX = "broken_"
 
 
 class MetadataNotFoundError(LookupError):
@@ -60,11 +92,12 @@ def latest_run_artifacts(
 
 
 def summarize_latest_run(store: metadata_store.MetadataStore, pipeline_name: str) -> RunSummary:
-    """Reads rows, splits, anomalies, training time and push target of the latest run."""
+    """Reads rows, quarantine, splits, anomalies, training time and push target of the last run."""
     run_id, artifacts = latest_run_artifacts(store, pipeline_name)
     generated = _last(artifacts, LoggedInteractions.TYPE_NAME)
     statistics = _last(artifacts, "ExampleStatistics")
     anomalies = _last(artifacts, "ExampleAnomalies")
+    report = _last(artifacts, QuarantineReport.TYPE_NAME)
     model = _last(artifacts, "Model")
     pushed = _last(artifacts, "PushedModel")
     return RunSummary(
@@ -74,6 +107,7 @@ def summarize_latest_run(store: metadata_store.MetadataStore, pipeline_name: str
         ),
         rows_per_split=rows_per_split(statistics) if statistics else {},
         anomalies=_anomaly_lines(anomalies) if anomalies else [],
+        quarantine=_quarantine(report) if report else None,
         training_seconds=(
             model.custom_properties["training_seconds"].double_value
             if model and "training_seconds" in model.custom_properties
@@ -90,6 +124,21 @@ def summarize_latest_run(store: metadata_store.MetadataStore, pipeline_name: str
 def _last(artifacts: Dict[str, List[metadata_store_pb2.Artifact]], type_name: str):
     found = artifacts.get(type_name)
     return found[-1] if found else None
+
+
+def _quarantine(report: metadata_store_pb2.Artifact) -> QuarantineSummary:
+    properties = report.custom_properties
+    broken = {
+        name[len(_BROKEN_PREFIX):]: value.int_value
+        for name, value in sorted(properties.items())
+        if name.startswith(_BROKEN_PREFIX) and value.int_value
+    }
+    return QuarantineSummary(
+        rows_read=properties["rows_read"].int_value,
+        rows_quarantined=properties["rows_quarantined"].int_value,
+        broken=broken,
+        table=properties["quarantine_table"].string_value,
+    )
 
 
 def _split_names(artifact: metadata_store_pb2.Artifact) -> List[str]:

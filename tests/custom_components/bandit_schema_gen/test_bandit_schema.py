@@ -19,7 +19,8 @@ from tfx.types import artifact_utils, standard_artifacts
 from tfx_bsl.coders import example_coder
 
 from bandit_core import columns
-from custom_components.bandit_schema_gen.schema import build_bandit_schema
+from bandit_core.data_contract import DataContract
+from custom_components.bandit_schema_gen.schema import build_schema
 from custom_components.bandit_trainer.anomalies_gate import (
     AnomaliesFoundError,
     describe_anomalies,
@@ -39,7 +40,7 @@ pytestmark = pytest.mark.filterwarnings("ignore:invalid value encountered:Runtim
 
 @pytest.fixture(scope="module")
 def schema() -> schema_pb2.Schema:
-    return build_bandit_schema(OBS_DIM, NUM_ACTIONS, REWARD_MIN, REWARD_MAX, MIN_PROPENSITY)
+    return build_schema(DataContract(OBS_DIM, NUM_ACTIONS, REWARD_MIN, REWARD_MAX, MIN_PROPENSITY))
 
 
 def _example(
@@ -167,9 +168,9 @@ def test_user_id_is_optional_but_single_and_positive(schema):
 def test_schema_follows_its_arguments():
     # The same row is clean or anomalous depending on the bounds passed in.
     row = [_example(action=7, reward=20.0, propensity=0.01, observation=(1.0,) * 5)]
-    wide = build_bandit_schema(5, 8, 0.0, 20.0, 0.01)
+    wide = build_schema(DataContract(5, 8, 0.0, 20.0, 0.01))
     assert _kinds(_validate(wide, row)) == {}
-    narrow = build_bandit_schema(5, 7, 0.0, 19.5, 0.02)
+    narrow = build_schema(DataContract(5, 7, 0.0, 19.5, 0.02))
     assert _kinds(_validate(narrow, row)) == {
         columns.ACTION: {"INT_TYPE_BIG_INT"},
         columns.REWARD: {"FLOAT_TYPE_BIG_FLOAT"},

@@ -16,7 +16,8 @@ from tensorflow_metadata.proto.v0 import anomalies_pb2, schema_pb2
 from tfx_bsl.coders import example_coder
 
 from bandit_core import columns
-from custom_components.bandit_schema_gen.schema import build_bandit_schema, build_per_arm_schema
+from bandit_core.data_contract import DataContract
+from custom_components.bandit_schema_gen.schema import build_schema
 
 GLOBAL_DIM, ARM_DIM, C = 3, 2, 4
 REWARD_MIN, REWARD_MAX = -5.0, 10.0
@@ -36,8 +37,8 @@ pytestmark = pytest.mark.filterwarnings("ignore:invalid value encountered:Runtim
 
 @pytest.fixture(scope="module")
 def schema() -> schema_pb2.Schema:
-    return build_per_arm_schema(
-        GLOBAL_DIM, ARM_DIM, C, REWARD_MIN, REWARD_MAX, MIN_PROPENSITY
+    return build_schema(
+        DataContract(GLOBAL_DIM, C, REWARD_MIN, REWARD_MAX, MIN_PROPENSITY, arm_dim=ARM_DIM)
     )
 
 
@@ -82,7 +83,7 @@ def _clean_rows() -> List[bytes]:
     return [
         _example(action=0, candidate_movie_ids=(5, 6, 7, 8), movie_id=5, reward=REWARD_MIN),
         _example(action=1, reward=REWARD_MAX),
-        _example(action=2, candidate_movie_ids=(1, 2, 3, 4), movie_id=3, propensity=1.0),
+        _example(action=2, candidate_movie_ids=(1, 2, 3, 1682), movie_id=3, propensity=1.0),
         _example(action=3, candidate_movie_ids=(9, 8, 7, 6), movie_id=6, propensity=MIN_PROPENSITY),
     ]
 
@@ -141,6 +142,13 @@ def test_consistent_rows_have_no_anomalies(schema):
             "INT_TYPE_SMALL_INT",
         ),
         (dict(movie_id=0), columns.MOVIE_ID, "INT_TYPE_SMALL_INT"),
+        # Beyond MovieLens 100K's catalogue, the data contract's movie id range.
+        (
+            dict(candidate_movie_ids=(10, 20, 30, 1683)),
+            columns.CANDIDATE_MOVIE_IDS,
+            "INT_TYPE_BIG_INT",
+        ),
+        (dict(movie_id=1683), columns.MOVIE_ID, "INT_TYPE_BIG_INT"),
         (dict(propensity=0.0), columns.PROPENSITY, "FLOAT_TYPE_SMALL_FLOAT"),
         (dict(propensity=MIN_PROPENSITY / 2), columns.PROPENSITY, "FLOAT_TYPE_SMALL_FLOAT"),
         (dict(arm_features=(0.5,)), columns.ARM_FEATURES, "FEATURE_TYPE_LOW_NUMBER_VALUES"),
@@ -167,8 +175,8 @@ def test_one_bad_row_is_an_anomaly_on_its_feature(schema, bad_row, feature, kind
 def test_schema_follows_its_arguments():
     """The same row is clean or anomalous depending on the dimensions passed in."""
     row = [_example(action=3)]
-    assert _kinds(build_per_arm_schema(3, 2, 4, 0.0, 10.0, 0.25), row) == {}
-    narrow = build_per_arm_schema(2, 3, 5, 0.0, 10.0, 0.3)
+    assert _kinds(build_schema(DataContract(3, 4, 0.0, 10.0, 0.25, arm_dim=2)), row) == {}
+    narrow = build_schema(DataContract(2, 5, 0.0, 10.0, 0.3, arm_dim=3))
     assert _kinds(narrow, row) == {
         columns.OBSERVATION: {"FEATURE_TYPE_HIGH_NUMBER_VALUES"},
         columns.ARM_FEATURES: {"FEATURE_TYPE_LOW_NUMBER_VALUES"},
@@ -180,7 +188,7 @@ def test_schema_follows_its_arguments():
 
 def test_classic_schema_flags_the_per_arm_columns_as_unknown():
     """Per-arm rows fed to a classic pipeline are caught, not silently trained on."""
-    classic = build_bandit_schema(GLOBAL_DIM, C, REWARD_MIN, REWARD_MAX, MIN_PROPENSITY)
+    classic = build_schema(DataContract(GLOBAL_DIM, C, REWARD_MIN, REWARD_MAX, MIN_PROPENSITY))
     kinds = _kinds(classic, _clean_rows())
     per_arm_only = set(columns.PER_ARM_EXAMPLE_FEATURES) - set(columns.EXAMPLE_FEATURES)
     assert set(kinds) == per_arm_only

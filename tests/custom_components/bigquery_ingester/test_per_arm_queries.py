@@ -21,6 +21,7 @@ from bandit_core.bigquery.tables import (
     ensure_table,
 )
 from custom_components.bigquery_ingester.queries import (
+    EVENT_ID,
     QueryConfigError,
     build_examples_query,
     build_items_query,
@@ -158,7 +159,7 @@ def _rows_by_user(client: bigquery.Client, query: str) -> Dict[int, dict]:
 def test_classic_query_leaves_per_arm_rows_out(client, tables):
     rows = _rows_by_user(client, build_examples_query(tables["events"]))
     assert set(rows) == set(CLASSIC_USERS)
-    assert set(rows[201]) == set(columns.EXAMPLE_FEATURES)
+    assert set(rows[201]) == {EVENT_ID, *columns.EXAMPLE_FEATURES}
 
 
 @pytest.mark.parametrize("version, movies", [(V1, MOVIES_V1), (V2, MOVIES_V2)])
@@ -170,7 +171,7 @@ def test_per_arm_query_joins_the_served_movies_features_of_the_version(
     assert set(rows) == {u for u, event in PER_ARM_EVENTS.items() if event[2] in movies}
     for user_id, row in rows.items():
         candidates, action, movie_id, _, _ = PER_ARM_EVENTS[user_id]
-        assert set(row) == set(columns.PER_ARM_EXAMPLE_FEATURES)
+        assert set(row) == {EVENT_ID, *columns.PER_ARM_EXAMPLE_FEATURES}
         assert row[columns.CANDIDATE_MOVIE_IDS] == candidates
         assert (row[columns.ACTION], row[columns.MOVIE_ID]) == (action, movie_id)
         assert row[columns.ARM_FEATURES] == _features(movie_id, version)
@@ -206,7 +207,7 @@ def test_serving_logs_query_deduplicates_and_drops_unrewarded_and_unjoinable_pre
     assert rows[303][columns.REWARD] == 2.0
     assert rows[301][columns.ARM_FEATURES] == _features(30, V1)
     assert (rows[301][columns.CHOSEN_AT_SLOT], rows[303][columns.CHOSEN_AT_SLOT]) == (1, 0)
-    assert set(rows[301]) == set(columns.PER_ARM_EXAMPLE_FEATURES)
+    assert set(rows[301]) == {EVENT_ID, *columns.PER_ARM_EXAMPLE_FEATURES}
 
 
 def test_items_query_returns_each_movie_of_the_version_once(client, tables):

@@ -7,6 +7,7 @@ import pytest
 
 from bandit_core import columns
 from custom_components.bigquery_ingester.queries import (
+    EVENT_ID,
     QueryConfigError,
     build_examples_query,
     build_serving_logs_query,
@@ -38,6 +39,7 @@ def test_selects_the_example_features_and_event_time_in_micros():
     assert select.startswith("SELECT ")
     selected = [c.strip() for c in select[len("SELECT "):].split(",")]
     assert selected == [
+        EVENT_ID,
         columns.USER_ID,
         columns.OBSERVATION,
         columns.ACTION,
@@ -45,9 +47,9 @@ def test_selects_the_example_features_and_event_time_in_micros():
         columns.PROPENSITY,
         f"UNIX_MICROS(event_time) AS {columns.EVENT_TIME_US}",
     ]
-    # Every feature the trainer reads comes out under its own name.
+    # Every feature the trainer reads comes out under its own name, after the event id.
     aliases = [c.split(" AS ")[-1] for c in selected]
-    assert tuple(aliases) == columns.EXAMPLE_FEATURES
+    assert tuple(aliases) == (EVENT_ID,) + columns.EXAMPLE_FEATURES
     assert f"FROM `{TABLE}` " in query
 
 
@@ -186,7 +188,7 @@ def test_serving_logs_query_selects_the_example_features():
     query = build_serving_logs_query(PREDICTIONS, REWARDS)
     select = query.split(" FROM ", 1)[0][len("SELECT "):]
     aliases = [c.strip().split(" AS ")[-1].split(".")[-1] for c in select.split(",")]
-    assert tuple(aliases) == columns.EXAMPLE_FEATURES
+    assert tuple(aliases) == (EVENT_ID,) + columns.EXAMPLE_FEATURES
     # The reward comes from the rewards table, everything else from the prediction.
     assert f"r.{columns.REWARD}" in select
     assert f"UNIX_MICROS(p.event_time) AS {columns.EVENT_TIME_US}" in select

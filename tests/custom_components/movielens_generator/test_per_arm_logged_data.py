@@ -1,10 +1,15 @@
 """The per-arm Generator's simulated rounds: uniform logging with exact propensities, seeded."""
 
+import datetime
+
 import numpy as np
 import pytest
 
+from bandit_core.data_contract import ContractViolation, DataContract
+from custom_components.movielens_generator.logged_data import clip_rewards
 from custom_components.movielens_generator.per_arm_logged_data import (
     simulate_uniform_per_arm_logging,
+    to_per_arm_bigquery_rows,
 )
 from simulation import movielens_per_arm
 
@@ -51,3 +56,22 @@ def test_batches_of_another_size_or_seed_never_share_an_event_id(bandit):
         for n, seed in ((100, 1), (200, 1), (100, 2))
     ]
     assert not (ids[0] & ids[1]) and not (ids[0] & ids[2])
+
+
+def test_noisy_rewards_beyond_the_contract_are_clipped_and_counted_so_every_row_keeps_it(bandit):
+    """Rating noise is unbounded; the Generator writes rewards on the contract's scale."""
+    contract = DataContract(
+        bandit.global_dim, 5, reward_min=-1.0, reward_max=4.0, arm_dim=bandit.arm_dim
+    )
+    noisy = simulate_uniform_per_arm_logging(bandit, 500, 5, noise_sd=3.0, seed=4)
+    now = datetime.datetime(2026, 11, 25, tzinfo=datetime.timezone.utc)
+    with pytest.raises(ContractViolation, match="reward: reward must be a number in"):
+        list(contract.checked(to_per_arm_bigquery_rows(noisy, now)))
+
+    clipped, count = clip_rewards(noisy, contract.reward_min, contract.reward_max)
+    outside = (noisy.rewards < -1.0) | (noisy.rewards > 4.0)
+    assert count == outside.sum() > 0
+    assert clipped.rewards.min() == -1.0 and clipped.rewards.max() == 4.0
+    np.testing.assert_array_equal(clipped.rewards[~outside], noisy.rewards[~outside])
+    np.testing.assert_array_equal(clipped.movie_ids, noisy.movie_ids)
+    assert len(list(contract.checked(to_per_arm_bigquery_rows(clipped, now)))) == 500

@@ -190,8 +190,9 @@ def test_trained_model_traces_back_to_query_rows_and_generator(runs):
     assert graph.nodes[graph.root].type_name == "PushedModel"
     example_gen = _one(graph, "BigQueryExampleGen")
     bq = runs.config.bigquery
-    assert example_gen.facts["query"] == queries.build_examples_query(
-        f"{bq.project}.{bq.dataset}.{bq.table}"
+    assert example_gen.facts["query"] == queries.build_accepted_query(
+        queries.build_examples_query(f"{bq.project}.{bq.dataset}.{bq.table}"),
+        runs.config.data_contract,
     )
     assert example_gen.facts["window"] == {"column": "", "start": "", "end": ""}
     examples = _one(graph, "Examples")
@@ -225,8 +226,11 @@ def test_retrained_model_traces_to_the_serving_log_window_in_its_own_run(runs):
     } <= _type_edges(second)
     assert not second.predecessors(_one(second, predictions).key)
     assert "MovieLensGenerator" not in map(_label, second.nodes.values())
-    assert example_gen.facts["query"] == queries.build_serving_logs_query(
-        f"{prefix}.{bq.predictions_table}", f"{prefix}.{bq.rewards_table}", *WINDOW
+    assert example_gen.facts["query"] == queries.build_accepted_query(
+        queries.build_serving_logs_query(
+            f"{prefix}.{bq.predictions_table}", f"{prefix}.{bq.rewards_table}", *WINDOW
+        ),
+        runs.config.data_contract,
     )
     assert example_gen.facts["window"] == {
         "column": "p.event_time",
@@ -480,6 +484,33 @@ def test_tracing_follows_events_not_component_names(tmp_path):
     assert "rows_total" not in _one(graph, "Examples").facts
     downstream = trace_downstream(store, batch.id)
     assert [n.property("pushed_version") for n in downstream.of_type("PushedModel")] == ["42"]
+
+
+def test_table_names_with_filter_syntax_neither_break_nor_widen_the_table_links(tmp_path):
+    """Table properties go into MLMD filter strings: a quote must not break the query,
+    and LIKE's `_` or a case difference must not link a batch to another table."""
+    steps = _HandBuiltRun(tmp_path / "metadata.sqlite")
+    quoted, exact, *lookalikes = [
+        steps.run(f"Generator{i}", {}, {"batch": ("Batch", {"table": table})})
+        for i, table in enumerate(
+            ("p.d.it's 100%", "p.d.log_ed", "p.d.logxed", "p.d.LOG_ED", "p.d.log%ed")
+        )
+    ]
+    query = "SELECT * FROM `p.d.log_ed`"
+    input_config = json.dumps({"splits": [{"name": "single_split", "pattern": query}]})
+    examples = steps.run(
+        "ExampleGen", {}, {"examples": ("Examples", {})}, {"input_config": input_config}
+    )
+
+    store = open_store(tmp_path / "metadata.sqlite")
+    assert list(trace_downstream(store, quoted.id).nodes) == [f"artifact:{quoted.id}"]
+    writers = {
+        e.source for e in trace_upstream(store, examples.id).edges if e.kind == "wrote"
+    }
+    assert writers == {f"artifact:{exact.id}"}
+    for lookalike in lookalikes:
+        assert trace_downstream(store, lookalike.id).of_type("Examples") == []
+    assert [n.id for n in trace_downstream(store, exact.id).of_type("Examples")] == [examples.id]
 
 
 class _HandBuiltRun:

@@ -9,6 +9,7 @@ import pytest
 import yaml
 
 from custom_components.bigquery_ingester.queries import (
+    build_accepted_query,
     build_examples_query,
     build_serving_logs_query,
 )
@@ -34,7 +35,8 @@ VERTEX = VertexConfig(
 )
 TRAINING_TASKS = {
     "MovieLensGenerator": [],
-    "BigQueryExampleGen": ["MovieLensGenerator"],
+    "DataContractGate": ["MovieLensGenerator"],
+    "BigQueryExampleGen": ["DataContractGate"],
     "StatisticsGen": ["BigQueryExampleGen"],
     "BanditSchemaGen": [],
     "ExampleValidator": ["BanditSchemaGen", "StatisticsGen"],
@@ -53,12 +55,11 @@ BOTH_DAGS = pytest.mark.parametrize("dag", ["training_job", "retraining_job"])
 
 @pytest.fixture(scope="module")
 def training_job(tmp_path_factory) -> dict:
-    if "." not in LoggedInteractions.TYPE_NAME or LoggedInteractions.PROPERTIES:
-        # KFP v2 accepts custom artifact types only as `namespace.TypeName` without properties.
-        pytest.skip(
-            "LoggedInteractions must become a namespaced type (mlbandits.LoggedInteractions) "
-            "with custom properties instead of PROPERTIES before the training DAG compiles"
-        )
+    # KFP v2 accepts custom artifact types only as `namespace.TypeName` without properties.
+    assert "." in LoggedInteractions.TYPE_NAME and not LoggedInteractions.PROPERTIES, (
+        "LoggedInteractions must become a namespaced type (mlbandits.LoggedInteractions) "
+        "with custom properties instead of PROPERTIES before the training DAG compiles"
+    )
     vertex = dataclasses.replace(VERTEX, dataflow=True, dataflow_machine_type="n2-standard-8")
     path = compile_pipeline(PipelineConfig(), vertex, False, tmp_path_factory.mktemp("train"))
     return json.loads(path.read_text())
@@ -110,7 +111,7 @@ def test_training_dag_tasks_and_dependencies(training_job):
 
 def test_retraining_dag_is_the_same_dag_without_generator(retraining_job):
     expected = {name: deps for name, deps in TRAINING_TASKS.items() if name != "MovieLensGenerator"}
-    expected["BigQueryExampleGen"] = []
+    expected["DataContractGate"] = []
     assert tasks(retraining_job) == expected
     assert "MovieLensGenerator" not in json.dumps(retraining_job)
     assert retraining_job["pipelineSpec"]["pipelineInfo"]["name"] == "movielens-bandits-retrain"
@@ -133,7 +134,10 @@ def test_training_reads_logged_interactions_from_real_bigquery(training_job):
     config = PipelineConfig()
     (split,) = json.loads(parameter(training_job, "BigQueryExampleGen", "input_config"))["splits"]
     table = "my-proj.mlbandits.logged_interactions"
-    assert split["pattern"] == build_examples_query(table, "", "", "")
+    source = build_examples_query(table, "", "", "")
+    # The gate judges the same rows ExampleGen reads the accepted ones of.
+    assert parameter(training_job, "DataContractGate", "source_query") == source
+    assert split["pattern"] == build_accepted_query(source, config.data_contract)
     # The stock executor, not the emulator's: no custom executor, no emulator endpoints.
     assert executor_class(training_job, "BigQueryExampleGen") == (
         "tfx.extensions.google_cloud_big_query.example_gen.executor.Executor"
@@ -156,33 +160,47 @@ def test_the_file_reads_the_same_through_aiplatforms_yaml_loader(retraining_path
 
 def test_retraining_joins_serving_logs_from_real_bigquery(retraining_job):
     (split,) = json.loads(parameter(retraining_job, "BigQueryExampleGen", "input_config"))["splits"]
-    assert split["pattern"] == build_serving_logs_query(
+    source = build_serving_logs_query(
         "my-proj.mlbandits.predictions", "my-proj.mlbandits.rewards", "", ""
     )
+    assert parameter(retraining_job, "DataContractGate", "source_query") == source
+    assert split["pattern"] == build_accepted_query(source, PipelineConfig().data_contract)
     assert "local-proj" not in json.dumps(retraining_job)
 
 
 @BOTH_DAGS
-def test_pusher_deploys_to_one_named_vertex_endpoint(dag, request):
-    expected = {
-        "ai_platform_enable_vertex": True,
-        "ai_platform_vertex_region": "us-central1",
-        "ai_platform_vertex_container_image_uri": SERVING_IMAGE,
-        "ai_platform_serving_args": {
-            "project": "my-proj",
-            "endpoint_name": "bandit-endpoint",
-            "machine_type": "n1-standard-4",
-            "min_replica_count": 1,
-            "max_replica_count": 2,
-            "traffic_percentage": 100,
-            "service_account": SERVICE_ACCOUNT,
-        },
-    }
+def test_pusher_rolls_out_on_one_named_vertex_endpoint(dag, request):
     job = request.getfixturevalue(dag)
-    assert executor_class(job, "Pusher") == (
-        "tfx.extensions.google_cloud_ai_platform.pusher.executor.Executor"
-    )
-    assert json.loads(parameter(job, "Pusher", "custom_config")) == expected
+    assert executor_class(job, "Pusher") == "custom_components.vertex_pusher.executor.Executor"
+    constants = {
+        name: value["runtimeValue"]["constantValue"]
+        for name, value in job["pipelineSpec"]["root"]["dag"]["tasks"]["Pusher"]["inputs"][
+            "parameters"
+        ].items()
+    }
+    assert constants == {
+        "project": {"stringValue": "my-proj"},
+        "region": {"stringValue": "us-central1"},
+        "endpoint_name": {"stringValue": "bandit-endpoint"},
+        "serving_image": {"stringValue": SERVING_IMAGE},
+        "serving_machine_type": {"stringValue": "n1-standard-4"},
+        "serving_min_replicas": {"intValue": "1"},
+        "serving_max_replicas": {"intValue": "2"},
+        "service_account": {"stringValue": SERVICE_ACCOUNT},
+        "canary_traffic_percent": {"intValue": "0"},
+        "api_endpoint": {"stringValue": ""},
+    }
+    artifacts = job["pipelineSpec"]["root"]["dag"]["tasks"]["Pusher"]["inputs"]["artifacts"]
+    # The evaluation settles a running canary, so it reaches the pusher too.
+    producers = {name: artifact["taskOutputArtifact"] for name, artifact in artifacts.items()}
+    assert {
+        name: (producer["producerTask"], producer["outputArtifactKey"])
+        for name, producer in producers.items()
+    } == {
+        "model": ("BanditTrainer", "model"),
+        "model_blessing": ("PolicyEvaluator", "blessing"),
+        "evaluation": ("PolicyEvaluator", "evaluation"),
+    }
 
 
 def test_beam_steps_run_on_dataflow_when_configured(training_job):
@@ -348,3 +366,21 @@ def test_the_per_arm_dag_compiles_with_the_items_example_gen_feeding_the_trainer
     trainer_inputs = tasks["BanditTrainer"]["inputs"]["artifacts"]
     assert trainer_inputs["items"]["taskOutputArtifact"]["producerTask"] == "ItemsExampleGen"
     assert "BigQueryExampleGen" in tasks["PolicyEvaluator"]["dependentTasks"]
+
+
+def test_dataflow_runs_in_the_pipeline_project_when_bigquery_lives_elsewhere(tmp_path):
+    vertex = dataclasses.replace(VERTEX, dataflow=True, bigquery_project="bq-data-proj")
+    job = json.loads(compile_pipeline(PipelineConfig(), vertex, True, tmp_path).read_text())
+    for task in ("BigQueryExampleGen", "StatisticsGen"):
+        args = beam_args(job, task)
+        assert "--project=my-proj" in args, args
+        assert f"--service_account_email={SERVICE_ACCOUNT}" in args
+    (split,) = json.loads(parameter(job, "BigQueryExampleGen", "input_config"))["splits"]
+    source = build_serving_logs_query(
+        "bq-data-proj.mlbandits.predictions", "bq-data-proj.mlbandits.rewards", "", ""
+    )
+    assert split["pattern"] == build_accepted_query(source, PipelineConfig().data_contract)
+    gate = job["pipelineSpec"]["root"]["dag"]["tasks"]["DataContractGate"]["inputs"]["parameters"]
+    assert gate["bigquery_project"]["runtimeValue"]["constantValue"] == {
+        "stringValue": "bq-data-proj"
+    }

@@ -1,0 +1,1 @@
+"""DataContractGate: quarantines the logged rows that break the data contract, before ExampleGen."""
