@@ -2,25 +2,40 @@
 
 Both pushers consume the evaluator's blessing, so an unblessed policy is never
 pushed. Locally the stock Pusher copies the SavedModel into a versioned
-directory that the prediction server watches; on Google Cloud TFX's Vertex
-Pusher uploads it as a Model and deploys it to one long-lived endpoint.
+directory that the prediction server watches. On Google Cloud the
+VertexRolloutPusher uploads it as a Model and deploys it to one long-lived
+endpoint, keeping only the previous model beside it for rollback, so the
+endpoint's cost does not grow with the schedule.
 """
 
+import dataclasses
 from typing import Any, Dict, Optional
 
 from tfx import types
 from tfx import v1 as tfx
 
+from custom_components.vertex_pusher import rollout
+from custom_components.vertex_pusher.component import VertexRolloutPusher
+from custom_components.vertex_pusher.endpoint_client import EndpointClient
+from custom_components.vertex_pusher.settings import RolloutSettings
 from tfx_pipeline.vertex.config import VertexConfig
+
+# The node id both pushers share, so the DAG's shape does not depend on where it runs.
+PUSHER_ID = "Pusher"
 
 
 def pusher(
     model: types.BaseChannel,
     model_blessing: types.BaseChannel,
     push_base_directory: str,
-    vertex_push: Optional[Dict[str, Any]] = None,
+    vertex_push: Optional[RolloutSettings] = None,
+    evaluation: Optional[types.BaseChannel] = None,
 ) -> Any:
-    """The filesystem Pusher, or the Vertex Pusher when `vertex_push` is given."""
+    """The filesystem Pusher, or the VertexRolloutPusher when `vertex_push` is given.
+
+    `evaluation` (the evaluator's) settles a running Vertex canary; the
+    filesystem Pusher has none to settle.
+    """
     if vertex_push is None:
         return tfx.components.Pusher(
             model=model,
@@ -29,31 +44,24 @@ def pusher(
                 filesystem=tfx.proto.PushDestination.Filesystem(base_directory=push_base_directory)
             ),
         )
-    return tfx.extensions.google_cloud_ai_platform.Pusher(
-        model=model, model_blessing=model_blessing, custom_config=vertex_push
-    )
+    return VertexRolloutPusher(
+        model=model, model_blessing=model_blessing, settings=vertex_push, evaluation=evaluation
+    ).with_id(PUSHER_ID)
 
 
-def vertex_push_config(vertex: VertexConfig) -> Dict[str, Any]:
-    """custom_config of TFX's Vertex Pusher (`vertex_push` of `pusher`).
+def vertex_push_config(vertex: VertexConfig) -> RolloutSettings:
+    """The VertexRolloutPusher's settings (`vertex_push` of `pusher`), from the `vertex` section."""
+    return RolloutSettings(
+        **{f.name: getattr(vertex, f.name) for f in dataclasses.fields(RolloutSettings)}
+    ).validate()
 
-    The endpoint is looked up by display name and created only when missing,
-    so every push deploys a new model to the same long-lived endpoint and
-    moves all traffic to it.
+
+def rollback(vertex: VertexConfig, dry_run: bool = False) -> Dict[str, Any]:
+    """`mlbandits vertex rollback`: the endpoint's traffic back to the model served before.
+
+    During a canary that is the stable model; otherwise the model kept at 0%
+    by the last push. The model rolled back is undeployed (its Model stays in
+    the Model Registry); with `dry_run` the plan is returned, nothing changed.
     """
-    ai_platform = tfx.extensions.google_cloud_ai_platform
-    return {
-        ai_platform.ENABLE_VERTEX_KEY: True,
-        ai_platform.VERTEX_REGION_KEY: vertex.region,
-        ai_platform.VERTEX_CONTAINER_IMAGE_URI_KEY: vertex.serving_image,
-        ai_platform.SERVING_ARGS_KEY: {
-            "project": vertex.project,
-            "endpoint_name": vertex.endpoint_name,
-            "machine_type": vertex.serving_machine_type,
-            "min_replica_count": vertex.serving_min_replicas,
-            "max_replica_count": vertex.serving_max_replicas,
-            "traffic_percentage": 100,
-            # The server logs predictions and rewards to BigQuery as this account.
-            "service_account": vertex.service_account,
-        },
-    }
+    client = EndpointClient(vertex_push_config(vertex))
+    return rollout.rollback(client, dry_run=dry_run).to_json()

@@ -20,17 +20,20 @@ from custom_components.bigquery_ingester.component import (
     bigquery_items_gen,
 )
 from custom_components.bigquery_ingester.queries import (
+    build_accepted_query,
     build_examples_query,
     build_items_query,
     build_per_arm_examples_query,
     build_per_arm_serving_logs_query,
     build_serving_logs_query,
 )
+from custom_components.data_contract_gate.component import DataContractGate
 from custom_components.movielens_generator.component import MovieLensGenerator
 from custom_components.policy_evaluator.component import (
     PolicyEvaluator,
     latest_blessed_model_resolver,
 )
+from custom_components.vertex_pusher.settings import RolloutSettings
 from tfx_pipeline import deploy
 from tfx_pipeline.config import PipelineConfig
 
@@ -51,10 +54,14 @@ def create_pipeline(
     retraining: bool = False,
     metadata_connection_config: Optional[metadata_store_pb2.ConnectionConfig] = None,
     beam_pipeline_args: Optional[List[str]] = None,
-    vertex_push: Optional[Dict[str, Any]] = None,
+    vertex_push: Optional[RolloutSettings] = None,
     vertex_training_job: Optional[Dict[str, Any]] = None,
 ) -> tfx.dsl.Pipeline:
     """Builds the training DAG, or with `retraining` the same DAG minus the Generator.
+
+    The DataContractGate runs before ExampleGen over the same rows: it
+    quarantines those that break the data contract, and ExampleGen's query
+    leaves them out, so one bad row no longer stops this run or the next.
 
     Args:
       config: the validated configuration.
@@ -65,14 +72,14 @@ def create_pipeline(
       retraining: read logged data without generating any first.
       metadata_connection_config: MLMD store (None lets the runner choose).
       beam_pipeline_args: arguments for Beam-powered components.
-      vertex_push: custom_config of TFX's Vertex Pusher; when set the policy is
-        uploaded to Vertex AI and deployed to an endpoint instead of being
+      vertex_push: the VertexRolloutPusher's settings; when set the policy is
+        uploaded to Vertex AI and rolled out on an endpoint instead of being
         copied below `push_base_directory`.
       vertex_training_job: custom_config of a Vertex custom training job; when
         set the trainer step runs the training there instead of in-process.
     """
     components = []
-    bq, movielens = config.bigquery, config.movielens
+    bq, movielens, contract = config.bigquery, config.movielens, config.data_contract
     if not retraining:
         generator = MovieLensGenerator(
             movielens_dir=movielens.data_dir,
@@ -91,11 +98,24 @@ def create_pipeline(
             user_demographics=movielens.user_demographics,
             movie_metadata=movielens.movie_metadata,
             bigquery_items_table=bq.items_table,
+            reward_min=contract.reward_min,
+            reward_max=contract.reward_max,
+            min_propensity=contract.min_propensity,
         )
         components.append(generator)
 
+    source_query = _source_query(config, endpoints.project, retraining)
+    gate = DataContractGate(
+        source_query=source_query,
+        contract=contract,
+        max_quarantined_share=config.ingestion.max_quarantined_share,
+        endpoints=endpoints,
+        dataset=bq.dataset,
+        quarantine_table=bq.quarantine_table,
+    )
+    components.append(gate)
     example_gen = bigquery_example_gen(
-        query=_examples_query(config, endpoints.project, retraining),
+        query=build_accepted_query(source_query, contract),
         train_buckets=config.ingestion.train_buckets,
         eval_buckets=config.ingestion.eval_buckets,
         endpoints=endpoints,
@@ -111,19 +131,13 @@ def create_pipeline(
             bq.scratch_dataset,
         )
         components.append(items_gen)
+    example_gen.add_upstream_node(gate)
     if not retraining:
-        example_gen.add_upstream_node(generator)
+        gate.add_upstream_node(generator)
         if items_gen is not None:
             items_gen.add_upstream_node(generator)
     statistics_gen = tfx.components.StatisticsGen(examples=example_gen.outputs["examples"])
-    schema_gen = BanditSchemaGen(
-        observation_dim=movielens.observation_dim,
-        num_actions=movielens.actions_per_round,
-        reward_min=config.validation.reward_min,
-        reward_max=config.validation.reward_max,
-        min_propensity=config.validation.min_propensity,
-        arm_dim=movielens.arm_dim if movielens.per_arm else 0,
-    )
+    schema_gen = BanditSchemaGen(**contract.parameters)
     example_validator = tfx.components.ExampleValidator(
         statistics=statistics_gen.outputs["statistics"], schema=schema_gen.outputs["schema"]
     )
@@ -156,7 +170,11 @@ def create_pipeline(
         rank_k=movielens.rank_k,
     )
     pusher = deploy.pusher(
-        trainer.outputs["model"], evaluator.outputs["blessing"], push_base_directory, vertex_push
+        trainer.outputs["model"],
+        evaluator.outputs["blessing"],
+        push_base_directory,
+        vertex_push,
+        evaluation=evaluator.outputs["evaluation"],
     )
     components += [
         example_gen,
@@ -178,8 +196,9 @@ def create_pipeline(
     )
 
 
-def _examples_query(config: PipelineConfig, project: str, retraining: bool) -> str:
-    """Training reads the logged-interactions table; retraining reads serving logs.
+def _source_query(config: PipelineConfig, project: str, retraining: bool) -> str:
+    """The rows the gate judges: training reads the logged-interactions table, retraining
+    serving logs.
 
     Per-arm rows are joined to their served movie's features in the items table.
     """

@@ -1,4 +1,4 @@
-"""What Vertex AI checks in a PipelineJob or Schedule request before acting on it.
+"""What Vertex AI checks in a pipeline, schedule, model or endpoint request before acting on it.
 
 The fake control plane (`fake_vertex_server`) applies these rules so that a request
 the real API would refuse is refused here too, with the HTTP status and the
@@ -9,13 +9,16 @@ expressions follow the rules of the v1 API reference (aiplatform_v1 docstrings):
 a pipeline job id is `[a-z0-9][a-z0-9-]{0,127}`; a label key or value holds at
 most 64 lowercase (also international) letters, digits, `_` or `-`, and a key
 starts with a letter; a cron is five unix-cron fields with an optional
-`TZ=`/`CRON_TZ=` IANA time zone prefix.
+`TZ=`/`CRON_TZ=` IANA time zone prefix. An endpoint's traffic split names only
+its deployed models and adds up to 100 (or is empty: no traffic); a deployed
+model still holding traffic is not undeployed while others remain; a custom
+container model is deployed on dedicated machines.
 """
 
 import json
 import re
 import zoneinfo
-from typing import Dict, Iterable, Optional, Type, TypeVar
+from typing import Any, Dict, Iterable, Optional, Type, TypeVar
 
 import proto
 from google.cloud import aiplatform_v1
@@ -26,6 +29,7 @@ PIPELINE_JOB_ID = re.compile(r"[a-z0-9][a-z0-9-]{0,127}", re.ASCII)
 MAX_LABELS = 64
 MAX_LABEL_LENGTH = 64
 MAX_DISPLAY_NAME = 128
+ENDPOINT_ID = re.compile(r"[a-z]([a-z0-9-]{0,61}[a-z0-9])?|[1-9][0-9]{0,8}", re.ASCII)
 _STATUS = {400: "INVALID_ARGUMENT", 404: "NOT_FOUND", 409: "ALREADY_EXISTS"}
 _MONTHS = ("JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC")
 _DAYS = ("SUN", "MON", "TUE", "WED", "THU", "FRI", "SAT")
@@ -44,16 +48,22 @@ Message = TypeVar("Message", bound=proto.Message)
 class ApiError(Exception):
     """A refusal, answered as Google answers it: an HTTP status and a google.rpc.Status."""
 
-    def __init__(self, code: int, message_text: str) -> None:
+    def __init__(self, code: int, message_text: str, status: str = "") -> None:
         super().__init__(message_text)
         self.code = code
+        self.status = status or _STATUS[code]
 
     def body(self) -> Dict[str, dict]:
-        return {"error": {"code": self.code, "message": str(self), "status": _STATUS[self.code]}}
+        return {"error": {"code": self.code, "message": str(self), "status": self.status}}
 
 
 def invalid(message_text: str) -> ApiError:
     return ApiError(400, message_text)
+
+
+def failed_precondition(message_text: str) -> ApiError:
+    """The request is well formed but the resource's state does not allow it."""
+    return ApiError(400, message_text, "FAILED_PRECONDITION")
 
 
 def parse_body(raw: bytes, message_type: Type[Message]) -> Message:
@@ -98,9 +108,20 @@ def check_pipeline_job_id(job_id: str) -> None:
         )
 
 
-def check_pipeline_job(job: aiplatform_v1.PipelineJob) -> None:
+def raw_message(message: Any) -> Any:
+    """The protobuf message under a proto-plus one, or the message itself.
+
+    Once a protobuf `Any` has been parsed in the process (a client reading a
+    long-running operation does), the C++ runtime makes new classes for the
+    packed type's messages and proto-plus hands their nested fields back
+    unwrapped, so the checks read nested messages as raw protobuf.
+    """
+    return type(message).pb(message) if isinstance(message, proto.Message) else message
+
+
+def check_pipeline_job(job: Any) -> None:
     """A pipeline job Vertex would start: a real pipeline spec, a gs:// root, valid labels."""
-    pb = aiplatform_v1.PipelineJob.pb(job)
+    pb = raw_message(job)
     check_display_name(job.display_name, "PipelineJob.display_name")
     check_labels(job.labels)
     if not pb.HasField("pipeline_spec"):
@@ -154,6 +175,76 @@ def check_schedule(schedule: aiplatform_v1.Schedule, parent: str) -> None:
     if request.pipeline_job_id:
         check_pipeline_job_id(request.pipeline_job_id)
     check_pipeline_job(request.pipeline_job)
+
+
+def check_endpoint_id(endpoint_id: str) -> None:
+    if not ENDPOINT_ID.fullmatch(endpoint_id):
+        raise invalid(
+            f"Invalid endpoint id {endpoint_id!r}: either up to 63 lowercase letters, digits "
+            "and hyphens starting with a letter and not ending with a hyphen, or up to 9 "
+            "digits without a leading zero."
+        )
+
+
+def check_endpoint(endpoint: Any) -> None:
+    """An endpoint Vertex would create or keep: a display name and valid labels."""
+    if not endpoint.display_name:
+        raise invalid("Endpoint.display_name is required.")
+    check_display_name(endpoint.display_name, "Endpoint.display_name")
+    check_labels(endpoint.labels)
+
+
+def check_uploaded_model(model: Any) -> None:
+    """A custom-container Model Vertex would register: a name, an image, a gs:// artifact."""
+    if not model.display_name:
+        raise invalid("Model.display_name is required.")
+    check_display_name(model.display_name, "Model.display_name")
+    check_labels(model.labels)
+    if not model.container_spec.image_uri:
+        raise invalid("Model.container_spec.image_uri is required for a custom container.")
+    if model.artifact_uri and not model.artifact_uri.startswith("gs://"):
+        raise invalid(
+            f"Model.artifact_uri must be a Cloud Storage directory (gs://...), got "
+            f"{model.artifact_uri!r}."
+        )
+
+
+def check_dedicated_resources(deployed: Any) -> None:
+    """A custom-container model is served on dedicated machines, at least one replica."""
+    pb = raw_message(deployed)
+    if pb.WhichOneof("prediction_resources") != "dedicated_resources":
+        raise invalid(
+            "DeployedModel.dedicated_resources is required: a model with a custom container "
+            "is served on dedicated machines."
+        )
+    resources = pb.dedicated_resources
+    if not resources.machine_spec.machine_type:
+        raise invalid("DeployedModel.dedicated_resources.machine_spec.machine_type is required.")
+    if resources.min_replica_count < 1:
+        raise invalid("DeployedModel.dedicated_resources.min_replica_count must be at least 1.")
+    if resources.max_replica_count and resources.max_replica_count < resources.min_replica_count:
+        raise invalid(
+            "DeployedModel.dedicated_resources.max_replica_count must not be less than "
+            "min_replica_count."
+        )
+
+
+def check_traffic_split(split: Dict[str, int], allowed_ids: Iterable[str], field: str) -> None:
+    """Every id is one of `allowed_ids`; the percentages add up to 100, or the map is empty."""
+    allowed = set(allowed_ids)
+    for deployed_id, percent in split.items():
+        if deployed_id not in allowed:
+            raise invalid(
+                f"{field} refers to DeployedModel {deployed_id!r}, which is not deployed to "
+                f"the Endpoint (deployed: {sorted(allowed) or 'none'})."
+            )
+        if not 0 <= percent <= 100:
+            raise invalid(f"{field} gives {deployed_id!r} {percent}%; each value is 0 to 100.")
+    if split and sum(split.values()) != 100:
+        raise invalid(
+            f"{field} must add up to 100 (or be empty for no traffic); it adds up to "
+            f"{sum(split.values())}."
+        )
 
 
 def check_display_name(name: str, field: str) -> None:
@@ -227,7 +318,7 @@ def _cron_value(text: str, low: int, names: tuple) -> Optional[int]:
     return None
 
 
-def proto_dict(value: proto.Message) -> dict:
+def proto_dict(value: Any) -> dict:
     """A message as the REST JSON the API answers with (camelCase names)."""
-    return json_format.MessageToDict(type(value).pb(value))
+    return json_format.MessageToDict(raw_message(value))
 

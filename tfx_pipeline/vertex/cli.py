@@ -1,4 +1,4 @@
-"""`mlbandits vertex compile|submit|schedule`: run the DAGs on Vertex AI Pipelines.
+"""`mlbandits vertex compile|submit|schedule|rollback`: run the DAGs on Vertex AI, roll back.
 
 Every command checks the whole configuration before it compiles or sends
 anything, and `--dry-run` prints what would be written or sent instead.
@@ -13,6 +13,7 @@ import tempfile
 from typing import Any, Optional, Tuple
 
 from tfx_pipeline import config as config_lib
+from tfx_pipeline import console
 from tfx_pipeline.vertex.config import VertexConfig
 
 
@@ -45,6 +46,7 @@ def add_vertex_commands(subparsers: argparse._SubParsersAction) -> argparse.Argu
             sub.add_argument(
                 "--pipeline-json", help="an already compiled pipeline JSON instead of compiling"
             )
+        console.add_verbose_flag(sub)
         return sub
 
     command("compile", "Compile a DAG to Vertex pipeline job JSON.", dag_choice=True)
@@ -53,6 +55,13 @@ def add_vertex_commands(subparsers: argparse._SubParsersAction) -> argparse.Argu
         "schedule", "Run the retraining DAG on a cron (a Vertex Pipelines schedule).", False
     )
     schedule.add_argument("--cron", help="overrides vertex.retrain_cron, e.g. '0 */6 * * *'")
+    rollback_help = "Return the endpoint's traffic to the previous model; undeploy the current one."
+    rollback = commands.add_parser("rollback", help=rollback_help, description=rollback_help)
+    rollback.add_argument("--config", help='JSON file with the settings, "vertex" section included')
+    rollback.add_argument(
+        "--dry-run", action="store_true", help="read the endpoint, print the plan, change nothing"
+    )
+    console.add_verbose_flag(rollback)
     return vertex
 
 
@@ -67,6 +76,8 @@ def run_vertex_command(args: argparse.Namespace) -> int:
     from google.api_core import exceptions as api_exceptions
     from google.auth import exceptions as auth_exceptions
 
+    from custom_components.vertex_pusher.endpoint_rollout import RolloutError
+    from tfx_pipeline import deploy
     from tfx_pipeline.vertex import jobs as vertex_jobs
 
     try:
@@ -74,6 +85,9 @@ def run_vertex_command(args: argparse.Namespace) -> int:
         if getattr(args, "cron", None) is not None:
             vertex = dataclasses.replace(vertex, retrain_cron=args.cron)
         vertex.require_ready()
+        if args.vertex_command == "rollback":
+            _print(deploy.rollback(vertex, dry_run=args.dry_run))
+            return 0
         retraining = args.vertex_command == "schedule" or args.retraining
         if args.vertex_command == "compile":
             _print(_compile(config, vertex, retraining, args))
@@ -87,6 +101,7 @@ def run_vertex_command(args: argparse.Namespace) -> int:
         return 2
     except (
         vertex_jobs.VertexJobError,
+        RolloutError,
         api_exceptions.GoogleAPIError,
         auth_exceptions.GoogleAuthError,
     ) as e:

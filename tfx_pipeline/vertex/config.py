@@ -72,6 +72,9 @@ class VertexConfig:
       endpoint_name: display name of the one long-lived Vertex endpoint.
       serving_machine_type, serving_min_replicas, serving_max_replicas: the
         endpoint's deployed model resources.
+      canary_traffic_percent: a newly pushed model's share of the endpoint's
+        traffic while the previous model keeps the rest, until the next run's
+        evaluation promotes or rolls it back; 0 switches all traffic at once.
       dataflow: run Beam steps on Dataflow instead of in the step's container.
       dataflow_machine_type, dataflow_max_workers: Dataflow worker shape.
       temp_location: gs:// scratch for Beam and BigQuery exports; empty means
@@ -94,6 +97,7 @@ class VertexConfig:
     serving_machine_type: str = "n1-standard-2"
     serving_min_replicas: int = 1
     serving_max_replicas: int = 1
+    canary_traffic_percent: int = 0
     dataflow: bool = False
     dataflow_machine_type: str = "n1-standard-4"
     dataflow_max_workers: int = 4
@@ -165,6 +169,12 @@ class VertexConfig:
             self.serving_max_replicas >= self.serving_min_replicas,
             "vertex.serving_max_replicas",
             "must be >= vertex.serving_min_replicas",
+        )
+        _require(
+            0 <= self.canary_traffic_percent <= 99,
+            "vertex.canary_traffic_percent",
+            f"{self.canary_traffic_percent} must be 0 (switch all traffic to the new model) or "
+            "the new model's share in 1-99",
         )
         _require(self.dataflow_max_workers >= 1, "vertex.dataflow_max_workers", "must be >= 1")
         _require(

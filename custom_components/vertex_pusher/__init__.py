@@ -1,0 +1,1 @@
+"""VertexRolloutPusher: deploys a blessed policy to a Vertex endpoint without leaking models."""
