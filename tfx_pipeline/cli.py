@@ -1,16 +1,23 @@
 """`mlbandits`: run the pipelines and the local BigQuery emulator from the shell."""
 
-import argparse
 import sys
-import time
-from typing import List, Optional
 
-from bandit_core.agent_names import AGENTS, INTERACTION_LINUCB, LINUCB, PER_ARM_AGENTS
-from bandit_core.policy_metadata import CLASSIC, PER_ARM
-from simulation.movielens_data import NUM_ITEMS
-from tfx_pipeline import config as config_lib
-from tfx_pipeline.lineage import cli as lineage_cli
-from tfx_pipeline.vertex import cli as vertex_cli
+from tfx_pipeline import console
+
+console.silence_native_logs(sys.argv)  # before the imports below load TensorFlow
+
+import argparse  # noqa: E402
+import pathlib  # noqa: E402
+import time  # noqa: E402
+from typing import List, Optional  # noqa: E402
+
+from bandit_core.agent_names import AGENTS, INTERACTION_LINUCB, LINUCB, PER_ARM_AGENTS  # noqa: E402
+from bandit_core.policy_metadata import CLASSIC, PER_ARM  # noqa: E402
+from simulation.movielens_data import NUM_ITEMS  # noqa: E402
+from tfx_pipeline import config as config_lib  # noqa: E402
+from tfx_pipeline import paths  # noqa: E402
+from tfx_pipeline.lineage import cli as lineage_cli  # noqa: E402
+from tfx_pipeline.vertex import cli as vertex_cli  # noqa: E402
 
 # The agent a problem gets when `--problem` switches to it: the best per-arm
 # agent of the report, and the classic default.
@@ -64,6 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
             help="classic: the same 20 movies for everyone; per_arm: candidate sets drawn from "
             "all 1,682 movies (default: the config's movielens.problem; the demo's is per_arm)",
         )
+        console.add_verbose_flag(sub)
         return sub
 
     train = pipeline_command(
@@ -107,6 +115,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=50,
         help="per_arm only: candidates per round, up to 1682",
     )
+    console.add_verbose_flag(report)
     vertex_cli.add_vertex_commands(commands)
     lineage_cli.add_lineage_commands(commands)
 
@@ -117,6 +126,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     emulator.add_argument("--data-dir", help="persist tables in this directory")
     emulator.add_argument("--project", default="local-proj", help="BigQuery project id")
+    console.add_verbose_flag(emulator)
     return parser
 
 
@@ -164,7 +174,8 @@ def load_cli_config(args: argparse.Namespace) -> config_lib.PipelineConfig:
     }
     if loop:
         overrides["loop"] = loop
-    return config.replace(**overrides).validate() if overrides else config
+    config = config.replace(**overrides).validate() if overrides else config
+    return paths.absolute_config_paths(config)
 
 
 def run_pipeline_command(config: config_lib.PipelineConfig, retraining: bool) -> int:
@@ -173,15 +184,21 @@ def run_pipeline_command(config: config_lib.PipelineConfig, retraining: bool) ->
     from simulation.bandit_loader import load_movielens_bandit
     from tfx_pipeline import pipeline
     from tfx_pipeline.local import runner as local_runner
+    from tfx_pipeline.local.component_progress import ComponentProgress
     from tfx_pipeline.reports import policy_report, run_summary
 
     name = pipeline.pipeline_name(config, retraining)
     previous_run = _latest_run_id(config, name)
     started = time.perf_counter()
     failure: Optional[BaseException] = None
+    print(f"{name}: running the DAG in {config.local.root_dir}", flush=True)
     try:
-        with local_runner.bigquery_endpoints(config) as endpoints:
-            local_runner.run_pipeline(config, endpoints, retraining=retraining)
+        with console.StatusLine() as status:
+            status.show("starting the BigQuery emulator")
+            with local_runner.bigquery_endpoints(config) as endpoints, ComponentProgress(
+                status, config.local.metadata_path
+            ):
+                local_runner.run_pipeline(config, endpoints, retraining=retraining)
     except Exception as e:  # the summary below still reports how far it got
         failure = e
     elapsed = time.perf_counter() - started
@@ -197,6 +214,8 @@ def run_pipeline_command(config: config_lib.PipelineConfig, retraining: bool) ->
     print(f"\nRun {summary.run_id} ({elapsed:.1f} s)")
     if summary.rows_generated is not None:
         print(f"  rows generated      : {summary.rows_generated}")
+    if summary.quarantine is not None:
+        print(f"  rows quarantined    : {summary.quarantine.describe()}")
     for split, rows in summary.rows_per_split.items():
         print(f"  rows ingested {split:<6}: {rows}")
     print(f"  anomalies           : {'none' if not summary.anomalies else len(summary.anomalies)}")
@@ -233,17 +252,27 @@ def run_pipeline_command(config: config_lib.PipelineConfig, retraining: bool) ->
 def run_demo_command(config: config_lib.PipelineConfig) -> int:
     """Runs the feedback loop, printing each round as it finishes."""
     from tfx_pipeline.demo_loop import feedback_loop
+    from tfx_pipeline.local.component_progress import ComponentProgress
     from tfx_pipeline.reports import loop_report
 
-    print(loop_report.format_round_header())
+    print(f"demo: the feedback loop in {config.local.root_dir}", flush=True)
     first: list = []
+    with console.StatusLine() as status, ComponentProgress(
+        status, config.local.metadata_path
+    ) as components:
 
-    def show(result: "feedback_loop.RoundResult") -> None:
-        first.append(result)
-        print(loop_report.format_round(result, first[0]), flush=True)
+        def show(result: "feedback_loop.RoundResult") -> None:
+            if not first:
+                status.print(loop_report.format_round_header())
+                components.permanent = False
+            first.append(result)
+            status.clear()
+            status.print(loop_report.format_round(result, first[0]))
+            components.label = f"round {result.round + 1}, retraining: "
 
-    result = feedback_loop.run_demo(config, show)
+        result = feedback_loop.run_demo(config, show, on_progress=status.show)
     plot = loop_report.plot_regret(result, config.local.root_dir / "regret_per_round.png")
+    loop_report.write_loop_result(result, config.local.root_dir / loop_report.LOOP_RESULT_FILE)
     final = result.rounds[-1].average_regret
     print(f"\nuniform-random regret {result.uniform_random_regret:.4f}; final round {final:.4f} "
           f"({final / result.uniform_random_regret:.1%} of it); oracle reward {result.oracle_reward:.4f}")
@@ -306,24 +335,51 @@ def run_emulator_command(args: argparse.Namespace) -> int:
     return 0
 
 
+def _log_path(
+    args: argparse.Namespace, config: Optional[config_lib.PipelineConfig]
+) -> Optional[pathlib.Path]:
+    """Where the command's library output goes: its run root, report or data directory.
+
+    None for a lineage question about a root that does not exist: a read-only
+    command creates nothing, and its only output is the error saying so.
+    """
+    if args.command == "report":
+        return pathlib.Path(args.out) / console.LOG_FILE_NAME
+    if args.command == "emulator" and args.data_dir:
+        return pathlib.Path(args.data_dir) / console.LOG_FILE_NAME
+    root = (config or config_lib.PipelineConfig()).local.root_dir
+    if args.command == "lineage" and not root.is_dir():
+        return None
+    return root / console.LOG_FILE_NAME
+
+
 def main(argv: Optional[List[str]] = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = paths.absolute_path_options(build_parser().parse_args(argv))
     try:
-        if args.command == "emulator":
-            return run_emulator_command(args)
-        if args.command == "vertex":
-            return vertex_cli.run_vertex_command(args)
-        if args.command == "report":
-            return run_report_command(args)
-        config = load_cli_config(args)
-        if args.command == "lineage":
-            return lineage_cli.run_lineage_command(args, config)
-        if args.command == "demo":
-            return run_demo_command(config)
-        return run_pipeline_command(config, retraining=args.command == "retrain")
+        config = (
+            None if args.command in ("emulator", "vertex", "report") else load_cli_config(args)
+        )
+        with console.library_output_to(_log_path(args, config), args.verbose):
+            return _run_command(args, config)
     except config_lib.ConfigError as e:
         print(f"mlbandits: {e}", file=sys.stderr)
         return 2
+
+
+def _run_command(
+    args: argparse.Namespace, config: Optional[config_lib.PipelineConfig]
+) -> int:
+    if args.command == "emulator":
+        return run_emulator_command(args)
+    if args.command == "vertex":
+        return vertex_cli.run_vertex_command(args)
+    if args.command == "report":
+        return run_report_command(args)
+    if args.command == "lineage":
+        return lineage_cli.run_lineage_command(args, config)
+    if args.command == "demo":
+        return run_demo_command(config)
+    return run_pipeline_command(config, retraining=args.command == "retrain")
 
 
 if __name__ == "__main__":

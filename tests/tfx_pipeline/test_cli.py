@@ -208,6 +208,14 @@ def test_a_run_that_stops_before_metadata_says_so_instead_of_a_summary(
     error = capsys.readouterr().err
     assert "The run stopped before ML Metadata recorded it" in error
     assert "no-such-python" in error and "bootstrap.sh" in error
+    assert (tmp_path / "runs" / "mlbandits.log").is_file()
+
+
+def test_a_lineage_question_about_a_missing_root_creates_nothing(tmp_path, capsys):
+    missing = tmp_path / "no-run"
+    assert cli.main(["lineage", "runs", "--root", str(missing)]) == 1
+    assert "no ML Metadata store at" in capsys.readouterr().err
+    assert not missing.exists()
 
 
 @pytest.mark.parametrize(

@@ -7,8 +7,9 @@ the server to hot-reload the pushed policy.
 
 import dataclasses
 import time
-from typing import Callable, List
+from typing import Any, Callable, Dict, List, Tuple
 
+import numpy as np
 from absl import logging
 
 from bandit_core.bigquery import clients
@@ -45,12 +46,45 @@ class LoopResult:
     oracle_reward: float
 
 
+# (what the loop does now, whether it continues the step shown before)
+Progress = Callable[[str, bool], None]
+
+
+@dataclasses.dataclass
+class _CountedUsers:
+    """The simulated users, reporting every `every`-th answered request to `on_request`."""
+
+    users: SimulatedUsers
+    on_request: Callable[[int], None]
+    every: int
+    answered: int = 0
+
+    @property
+    def num_users(self) -> int:
+        return self.users.num_users
+
+    def instance(self, user: int) -> Dict[str, Any]:
+        return self.users.instance(user)
+
+    def outcome(
+        self, user: int, prediction: Dict[str, Any], rng: np.random.Generator
+    ) -> Tuple[float, float]:
+        self.answered += 1
+        if self.answered % self.every == 0:
+            self.on_request(self.answered)
+        return self.users.outcome(user, prediction, rng)
+
+
 def run_feedback_loop(
     config: PipelineConfig,
     endpoints: BigQueryEndpoints,
     on_round: Callable[[RoundResult], None] = lambda _: None,
+    on_progress: Progress = lambda text, same_step: None,
 ) -> LoopResult:
-    """Runs the initial training DAG, then `config.loop.rounds` + 1 serving rounds."""
+    """Runs the initial training DAG, then `config.loop.rounds` + 1 serving rounds.
+
+    `on_progress` hears what the loop waits for between rounds' results.
+    """
     loop = config.loop
     initial = config.replace(generator={"num_events": loop.initial_events})
     local_runner.run_pipeline(initial, endpoints)
@@ -65,6 +99,7 @@ def run_feedback_loop(
     client = clients.make_bigquery_client(endpoints)
     rewards_table = f"{endpoints.project}.{config.bigquery.dataset}.{config.bigquery.rewards_table}"
     results: List[RoundResult] = []
+    on_progress("starting the prediction server", False)
     with ServingProcess(config, endpoints) as server:
         trigger = RetrainingTrigger(
             loop,
@@ -75,10 +110,17 @@ def run_feedback_loop(
             retrain=lambda: local_runner.run_pipeline(config, endpoints, retraining=True),
         )
         decision_text = "initial training DAG"
+        requests = loop.requests_per_round
         for round_index in range(loop.rounds + 1):
+            on_progress(f"round {round_index}: 0/{requests} requests", False)
+            counted = _CountedUsers(
+                users,
+                lambda n, i=round_index: on_progress(f"round {i}: {n}/{requests} requests", True),
+                every=max(1, requests // 100),
+            )
             report = run_round(
                 server.url,
-                users,
+                counted,
                 dataclasses.replace(loop, seed=loop.seed + round_index),
                 config.serving.predict_route,
                 config.serving.reward_route,
@@ -99,11 +141,15 @@ def run_feedback_loop(
             on_round(result)
             if round_index == loop.rounds:
                 break
-            server.wait_until_logged(client, rewards_table, expected=_rewarded_so_far(results))
+            expected = _rewarded_so_far(results)
+            on_progress(f"round {round_index}: waiting for {expected} rewards in BigQuery", False)
+            server.wait_until_logged(client, rewards_table, expected=expected)
             version_before = server.model_version()
+            on_progress(f"round {round_index + 1}: checking the retraining trigger", False)
             decision = trigger.check()
             decision_text = _describe(decision)
             if decision.run and _latest_run_pushed(config, retraining=True):
+                on_progress(f"round {round_index + 1}: waiting for the server's hot reload", False)
                 server.wait_for_version_change(version_before, timeout_s=loop.reload_timeout_s)
             elif decision.run:
                 decision_text += ", not blessed: kept serving the previous policy"
@@ -149,10 +195,15 @@ def _describe(decision: TriggerDecision) -> str:
     return f"retrained ({decision.reason}), {decision.outcome}"
 
 
-def run_demo(config: PipelineConfig, on_round: Callable[[RoundResult], None]) -> LoopResult:
+def run_demo(
+    config: PipelineConfig,
+    on_round: Callable[[RoundResult], None],
+    on_progress: Progress = lambda text, same_step: None,
+) -> LoopResult:
     """The loop with the emulator started and stopped around it."""
     started = time.perf_counter()
+    on_progress("starting the BigQuery emulator", False)
     with local_runner.bigquery_endpoints(config) as endpoints:
-        result = run_feedback_loop(config, endpoints, on_round)
+        result = run_feedback_loop(config, endpoints, on_round, on_progress)
     logging.info("feedback loop finished in %.1f s", time.perf_counter() - started)
     return result

@@ -1,5 +1,7 @@
-"""The demo's per-round table and regret plot."""
+"""The demo's per-round table, its saved results and the regret plot."""
 
+import dataclasses
+import json
 import pathlib
 from typing import List
 
@@ -9,6 +11,25 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (the backend must be chosen first)
 
 from tfx_pipeline.demo_loop.feedback_loop import LoopResult, RoundResult  # noqa: E402
+
+# Next to the plot in the run root, for the notebook and anyone re-plotting.
+LOOP_RESULT_FILE = "loop_result.json"
+
+
+def write_loop_result(result: LoopResult, path: pathlib.Path) -> pathlib.Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(dataclasses.asdict(result), indent=2))
+    return path
+
+
+def read_loop_result(path: pathlib.Path) -> LoopResult:
+    """The result `write_loop_result` saved."""
+    raw = json.loads(pathlib.Path(path).read_text())
+    return LoopResult(
+        rounds=[RoundResult(**row) for row in raw["rounds"]],
+        uniform_random_regret=raw["uniform_random_regret"],
+        oracle_reward=raw["oracle_reward"],
+    )
 
 
 def format_round_header() -> str:
