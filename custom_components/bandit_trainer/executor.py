@@ -21,6 +21,7 @@ from custom_components.bandit_trainer import (
     per_arm_export,
     per_arm_training,
     training,
+    training_summaries,
 )
 from custom_components.bandit_trainer.settings import TrainerSettings
 
@@ -76,6 +77,9 @@ class Executor(base_executor.BaseExecutor):
             "rows_per_arm": trained.rows_per_arm.astype(int).tolist(),
         }
         _record(output_dict, model, trained.metadata, metrics)
+        training_summaries.write_classic_summaries(
+            _model_run_dir(output_dict), trained, train.observations, settings
+        )
 
 
 def _train_per_arm(
@@ -124,6 +128,18 @@ def _train_per_arm(
         "feature_version": catalogue.feature_version,
     }
     _record(output_dict, model, metadata, metrics)
+    training_summaries.write_per_arm_summaries(
+        _model_run_dir(output_dict),
+        trained,
+        train.global_features,
+        train.arm_features,
+        train.movie_ids,
+    )
+
+
+def _model_run_dir(output_dict: Dict[str, List[types.Artifact]]) -> str:
+    """The ModelRun's directory: the metrics file and TensorBoard's summaries, as in TFX."""
+    return artifact_utils.get_single_instance(output_dict["model_run"]).uri
 
 
 def restore_model_properties(output_dict: Dict[str, List[types.Artifact]]) -> None:
@@ -151,8 +167,7 @@ def _record(
 ) -> None:
     """The model's MLMD properties and the ModelRun's metrics file."""
     _set_model_properties(model, metadata, metrics)
-    model_run = artifact_utils.get_single_instance(output_dict["model_run"])
-    with tf.io.gfile.GFile(os.path.join(model_run.uri, METRICS_FILE), "w") as f:
+    with tf.io.gfile.GFile(os.path.join(_model_run_dir(output_dict), METRICS_FILE), "w") as f:
         json.dump(metrics, f, indent=2)
     logging.info("BanditTrainer: %s", metrics)
 

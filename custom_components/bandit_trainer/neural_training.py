@@ -106,17 +106,18 @@ def _signature(observation_dim: int):
 
 def train_neural_epsilon_greedy(
     agent: NeuralEpsilonGreedyAgent, batches: tf.data.Dataset, observation_dim: int
-) -> float:
-    """Runs `agent.train` once per batch; returns the last batch's loss."""
+) -> np.ndarray:
+    """Runs `agent.train` once per batch.
+
+    Returns:
+      [num_batches] each batch's loss, before its update.
+    """
 
     @tf.function(input_signature=_signature(observation_dim))
     def train_step(x, a, r):
         return agent.train(bandit_trajectory(x, a, r)).loss
 
-    loss = float("nan")
-    for x, a, r in batches:
-        loss = float(train_step(x, a, r))
-    return loss
+    return np.array([float(train_step(x, a, r)) for x, a, r in batches])
 
 
 def train_neural_linucb(
@@ -126,7 +127,7 @@ def train_neural_linucb(
     observations: np.ndarray,
     actions: np.ndarray,
     rewards: np.ndarray,
-) -> float:
+) -> np.ndarray:
     """Fits the encoder through the reward layer, then LinUCB on its encodings.
 
     The two phases are TF-Agents' own: `agent.train` first trains the encoder
@@ -137,7 +138,7 @@ def train_neural_linucb(
     switches from the reward layer to LinUCB, as the agent's step counter would.
 
     Returns:
-      The reward-layer regression loss of the last batch.
+      [num_batches] each batch's reward-layer regression loss, before its update.
     """
     observation_dim = observations.shape[1]
 
@@ -145,9 +146,7 @@ def train_neural_linucb(
     def train_step(x, a, r):
         return agent.compute_loss_using_reward_layer(x, a, r, training=True).loss
 
-    loss = float("nan")
-    for x, a, r in batches:
-        loss = float(train_step(x, a, r))
+    losses = np.array([float(train_step(x, a, r)) for x, a, r in batches])
 
     encoded = np.concatenate(
         [
@@ -165,4 +164,4 @@ def train_neural_linucb(
         agent.data_vector[arm].assign(statistics.data_vectors[arm])
         agent.num_samples[arm].assign(statistics.num_samples[arm])
     agent.actions_from_reward_layer.assign(False)
-    return loss
+    return losses

@@ -6,7 +6,7 @@ benchmarks train through it, so what they measure is what the trainer builds.
 
 import dataclasses
 import time
-from typing import Any, Optional
+from typing import Any, Optional, Tuple
 
 import numpy as np
 import tensorflow as tf
@@ -26,12 +26,15 @@ class PerArmTrainedPolicy:
       agent: the TF-Agents agent; `agent.policy` is what PolicySaver exports.
       statistics: the shared linear model's sums for the linear agents, else None.
       training_seconds: wall time of fitting, statistics or network.
+      losses: [num_batches] the neural agents' loss per training batch, before
+        its update; empty for the linear agents.
     """
 
     settings: TrainerSettings
     agent: Any
     statistics: Optional[PerArmStatistics]
     training_seconds: float
+    losses: np.ndarray
 
 
 def train_per_arm_policy(
@@ -65,6 +68,7 @@ def train_per_arm_policy(
     r = np.asarray(rewards, dtype=np.float32)
     started = time.perf_counter()
     statistics = None
+    losses = np.empty(0)
     if settings.agent in agent_names.PER_ARM_LINEAR_AGENTS:
         statistics = per_arm_statistics(per_arm_features.linear_contexts(settings.agent, u, v), r)
         agent = per_arm_agents.per_arm_linear_agent_from_statistics(
@@ -76,8 +80,10 @@ def train_per_arm_policy(
             settings.tikhonov_weight,
         )
     else:
-        agent = _train_neural(settings, u, v, r, num_candidates)
-    return PerArmTrainedPolicy(settings, agent, statistics, time.perf_counter() - started)
+        agent, losses = _train_neural(settings, u, v, r, num_candidates)
+    return PerArmTrainedPolicy(
+        settings, agent, statistics, time.perf_counter() - started, losses
+    )
 
 
 def _train_neural(
@@ -86,7 +92,8 @@ def _train_neural(
     v: np.ndarray,
     r: np.ndarray,
     num_candidates: int,
-):
+) -> Tuple[Any, np.ndarray]:
+    """(trained agent, loss per batch)."""
     tf.random.set_seed(settings.seed)
     global_dim, arm_dim = u.shape[1], v.shape[1]
     batches = per_arm_agents.per_arm_batches(
@@ -105,8 +112,8 @@ def _train_neural(
             settings.learning_rate,
             settings.alpha,
         )
-        per_arm_agents.train_per_arm_neural_linucb(agent, encoder, batches, u, v, r)
-        return agent
+        losses = per_arm_agents.train_per_arm_neural_linucb(agent, encoder, batches, u, v, r)
+        return agent, losses
     if settings.agent == agent_names.DOT_PRODUCT_EPSILON_GREEDY:
         agent = per_arm_agents.dot_product_epsilon_greedy_agent(
             global_dim,
@@ -126,5 +133,4 @@ def _train_neural(
             settings.learning_rate,
             settings.epsilon,
         )
-    per_arm_agents.train_per_arm_epsilon_greedy(agent, batches)
-    return agent
+    return agent, per_arm_agents.train_per_arm_epsilon_greedy(agent, batches)

@@ -6,14 +6,14 @@ The executor, the agent report and the benchmarks all train through
 
 import dataclasses
 import time
-from typing import Any
+from typing import Any, Optional, Tuple
 
 import numpy as np
 import tensorflow as tf
 from tf_agents.policies import policy_saver, tf_policy
 
 from bandit_core import agent_names, linear_policy
-from bandit_core.linear_statistics import arm_statistics
+from bandit_core.linear_statistics import LinearArmStatistics, arm_statistics
 from bandit_core.policy_metadata import PolicyMetadata, write_policy_metadata
 from custom_components.bandit_trainer import agents, neural_training
 from custom_components.bandit_trainer.settings import TrainerSettings
@@ -24,13 +24,26 @@ _NEURAL_LINUCB_RIDGE = 1.0
 
 @dataclasses.dataclass(frozen=True)
 class TrainedPolicy:
-    """A trained agent's policy, its sidecar and what training cost."""
+    """A trained agent's policy, its sidecar, what training cost and what it saw.
+
+    Attributes:
+      agent: the TF-Agents agent.
+      policy: `agent.policy`, what PolicySaver exports.
+      metadata: the policy's sidecar.
+      training_seconds: wall time of fitting.
+      rows_per_arm: [K] logged rows per arm.
+      statistics: the linear agents' per-arm sums, else None.
+      losses: [num_batches] the neural agents' loss per training batch, before
+        its update; empty for the linear agents.
+    """
 
     agent: Any
     policy: tf_policy.TFPolicy
     metadata: PolicyMetadata
     training_seconds: float
     rows_per_arm: np.ndarray
+    statistics: Optional[LinearArmStatistics]
+    losses: np.ndarray
 
 
 def train_policy(
@@ -52,6 +65,8 @@ def train_policy(
     settings.validate()
     observation_dim = observations.shape[1]
     started = time.perf_counter()
+    statistics = None
+    losses = np.empty(0)
     if settings.agent in agent_names.LINEAR_AGENTS:
         statistics = arm_statistics(observations, actions, rewards, num_actions)
         agent = agents.linear_agent_from_statistics(
@@ -60,7 +75,7 @@ def train_policy(
         rows_per_arm = statistics.num_samples
     else:
         rows_per_arm = np.bincount(actions, minlength=num_actions).astype(np.float64)
-        agent = _train_neural(settings, observations, actions, rewards, num_actions)
+        agent, losses = _train_neural(settings, observations, actions, rewards, num_actions)
     seconds = time.perf_counter() - started
     return TrainedPolicy(
         agent=agent,
@@ -68,6 +83,8 @@ def train_policy(
         metadata=policy_metadata(settings, observation_dim, num_actions),
         training_seconds=seconds,
         rows_per_arm=rows_per_arm,
+        statistics=statistics,
+        losses=losses,
     )
 
 
@@ -77,7 +94,8 @@ def _train_neural(
     actions: np.ndarray,
     rewards: np.ndarray,
     num_actions: int,
-):
+) -> Tuple[Any, np.ndarray]:
+    """(trained agent, loss per batch)."""
     tf.random.set_seed(settings.seed)
     observation_dim = observations.shape[1]
     batches = neural_training.logged_batches(
@@ -91,8 +109,7 @@ def _train_neural(
             settings.learning_rate,
             settings.epsilon,
         )
-        neural_training.train_neural_epsilon_greedy(agent, batches, observation_dim)
-        return agent
+        return agent, neural_training.train_neural_epsilon_greedy(agent, batches, observation_dim)
     encoder = agents.mlp_encoder(observation_dim, settings.layer_sizes, settings.encoding_dim)
     agent = agents.neural_linucb_agent(
         encoder,
@@ -102,8 +119,10 @@ def _train_neural(
         settings.learning_rate,
         settings.alpha,
     )
-    neural_training.train_neural_linucb(agent, encoder, batches, observations, actions, rewards)
-    return agent
+    losses = neural_training.train_neural_linucb(
+        agent, encoder, batches, observations, actions, rewards
+    )
+    return agent, losses
 
 
 def policy_metadata(
@@ -117,7 +136,9 @@ def policy_metadata(
         ridge = _NEURAL_LINUCB_RIDGE
     else:
         ridge = 0.0
-    samples_lints = settings.agent == agent_names.LINTS and settings.alpha >= linear_policy.GREEDY_ALPHA
+    samples_lints = (
+        settings.agent == agent_names.LINTS and settings.alpha >= linear_policy.GREEDY_ALPHA
+    )
     explores = settings.agent == agent_names.NEURAL_EPSILON_GREEDY and settings.epsilon > 0.0
     stochastic = samples_lints or explores
     return PolicyMetadata(

@@ -15,7 +15,7 @@ from tfx.utils import io_utils, path_utils
 
 from bandit_core import logged_examples
 from bandit_core.policy_metadata import PER_ARM, read_policy_metadata
-from custom_components.policy_evaluator import evaluation
+from custom_components.policy_evaluator import evaluation, evaluation_summaries
 from custom_components.policy_evaluator.per_arm_evaluation import evaluate_per_arm
 from custom_components.policy_evaluator.per_arm_target_policy import PerArmSavedPolicy
 from custom_components.policy_evaluator.settings import EvaluatorSettings
@@ -218,31 +218,19 @@ def _write_blessing(
 
 
 def _write_evaluation(evaluation_artifact: types.Artifact, result: evaluation.Evaluation) -> None:
-    """The full JSON as a file, and the headline numbers as MLMD custom properties."""
+    """The full JSON as a file; its numbers as MLMD custom properties and TensorBoard scalars."""
     report = result.to_json()
     io_utils.write_string_file(
         os.path.join(evaluation_artifact.uri, EVALUATION_FILE), json.dumps(report, indent=2)
     )
+    evaluation_summaries.write_evaluation_summaries(evaluation_artifact.uri, report)
     evaluation_artifact.set_int_custom_property("blessed", int(result.blessed))
     evaluation_artifact.set_string_custom_property("reason", result.decision.reason)
     evaluation_artifact.set_int_custom_property("eval_rows", result.eval_rows)
     if result.logging_value is not None:
         evaluation_artifact.set_float_custom_property("logging_policy_value", result.logging_value)
-    for role in ("candidate", "baseline"):
-        policy = report[role]
-        if policy is None:
-            continue
-        for name, estimate in policy["estimates"].items():
-            for field in ("value", "lower", "upper"):
-                if estimate[field] is not None:
-                    suffix = "" if field == "value" else f"_{field}"
-                    evaluation_artifact.set_float_custom_property(
-                        f"{role}_{name}{suffix}", estimate[field]
-                    )
-        if policy["true_value"] is not None:
-            evaluation_artifact.set_float_custom_property(
-                f"{role}_true_value", policy["true_value"]
-            )
+    for role, name, value in evaluation_summaries.policy_numbers(report):
+        evaluation_artifact.set_float_custom_property(f"{role}_{name}", value)
     for name, value in report["simulator"].items():
         if isinstance(value, float):
             evaluation_artifact.set_float_custom_property(name, value)

@@ -3,7 +3,8 @@
 The DAG test runs ImportExampleGen -> StatisticsGen/BanditSchemaGen/ExampleValidator
 -> BanditTrainer -> PolicyEvaluator (baseline from the latest-blessed resolver)
 -> stock Pusher twice under LocalDagRunner: a good policy is blessed and pushed,
-then a worse one is evaluated against it, refused and not pushed.
+then a worse one is evaluated against it, refused and not pushed; ML Metadata
+then leads TensorBoard to both runs' trainer and evaluator summaries.
 """
 
 import dataclasses
@@ -25,7 +26,7 @@ from bandit_core.errors import ConfigError
 from custom_components.bandit_schema_gen.component import BanditSchemaGen
 from custom_components.bandit_trainer.component import BanditTrainer
 from custom_components.bandit_trainer.settings import TrainerSettings
-from custom_components.policy_evaluator import blessing, executor
+from custom_components.policy_evaluator import blessing, evaluation_summaries, executor
 from custom_components.policy_evaluator.component import (
     PolicyEvaluator,
     latest_blessed_model_resolver,
@@ -41,6 +42,8 @@ from tests.custom_components.policy_evaluator.linear_logs import (
     log_rows,
     write_examples,
 )
+from tests.helpers.summary_events import read_scalars
+from tfx_pipeline.reports.tensorboard_logs import tensorboard_logdir_spec
 
 # --- the rule -------------------------------------------------------------------------------
 
@@ -166,6 +169,46 @@ def test_good_candidate_without_baseline_is_blessed(models, eval_rows, tmp_path)
     assert evaluation.get_float_custom_property("candidate_dr") == estimates["dr"]["value"]
     assert evaluation.get_float_custom_property("candidate_dr_lower") == estimates["dr"]["lower"]
     assert evaluation.get_int_custom_property("blessed") == 1
+
+
+def test_the_estimates_and_intervals_are_tensorboard_scalars_in_the_evaluation(
+    models, eval_rows, tmp_path
+):
+    examples = examples_artifact(tmp_path / "examples", eval_rows)
+    _, evaluation, report = _run(examples, models["good"], models["bad"], tmp_path)
+
+    scalars = read_scalars(os.path.join(evaluation.uri, evaluation_summaries.SUMMARY_DIR))
+    expected = {"blessing/blessed": 1.0, "logging_policy/value": report["logging_policy_value"]}
+    for role in ("candidate", "baseline"):
+        for name, estimate in report[role]["estimates"].items():
+            expected[f"{role}/{name}"] = estimate["value"]
+            expected[f"{role}/{name}_lower"] = estimate["lower"]
+            expected[f"{role}/{name}_upper"] = estimate["upper"]
+    assert set(scalars) == set(expected)
+    for tag, value in expected.items():
+        # TensorBoard keeps scalars as float32.
+        assert scalars[tag] == [(0, pytest.approx(value, rel=1e-6))], tag
+    assert scalars["candidate/dr"][0][1] == pytest.approx(
+        evaluation.get_float_custom_property("candidate_dr"), rel=1e-6
+    )
+
+
+def test_an_undefined_estimate_is_left_out_of_the_scalars():
+    report = {
+        "blessed": False,
+        "logging_policy_value": None,
+        "candidate": {
+            "estimates": {"snips": {"value": None, "lower": None, "upper": None}},
+            "true_value": 2.5,
+        },
+        "baseline": None,
+        "simulator": {"oracle_value": 4.0, "unavailable": "no"},
+    }
+    assert dict(evaluation_summaries.evaluation_scalars(report)) == {
+        "blessing/blessed": 0.0,
+        "candidate/true_value": 2.5,
+        "simulator/oracle_value": 4.0,
+    }
 
 
 def test_use_simulator_false_skips_the_simulator_even_with_a_movielens_dir(
@@ -394,6 +437,7 @@ def test_dag_blesses_and_pushes_a_good_policy_then_refuses_a_worse_one(tmp_path)
         blessings = store.store.get_artifacts_by_type("ModelBlessing")
         evaluations = store.store.get_artifacts_by_type("ModelEvaluation")
         pushed = store.store.get_artifacts_by_type("PushedModel")
+        model_runs = sorted(store.store.get_artifacts_by_type("ModelRun"), key=lambda a: a.id)
     assert [b.custom_properties["blessed"].int_value for b in blessings] == [1, 0]
     first, second = sorted(models, key=lambda m: m.id)
     assert blessings[0].custom_properties["current_model_id"].int_value == first.id
@@ -412,3 +456,14 @@ def test_dag_blesses_and_pushes_a_good_policy_then_refuses_a_worse_one(tmp_path)
     assert evaluations[1].custom_properties["baseline_true_value"].double_value == pytest.approx(
         truth
     )
+    scalars = read_scalars(os.path.join(evaluations[0].uri, evaluation_summaries.SUMMARY_DIR))
+    assert scalars["candidate/true_value"] == [(0, pytest.approx(truth, rel=1e-6))]
+
+    spec = tensorboard_logdir_spec(tmp_path / "metadata.sqlite").split(",")
+    assert [entry.split(":", 1)[1] for entry in spec] == [
+        model_runs[0].uri, evaluations[0].uri, model_runs[1].uri, evaluations[1].uri
+    ]
+    names = [entry.split(":", 1)[0] for entry in spec]
+    assert [name.split("/")[0] for name in names] == ["evaluator-test"] * 4
+    assert [name.split("/")[2] for name in names] == ["BanditTrainer", "PolicyEvaluator"] * 2
+    assert names[0].split("/")[1] == names[1].split("/")[1] != names[2].split("/")[1]
