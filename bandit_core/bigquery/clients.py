@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
-from typing import Optional
+from typing import Iterator, Optional
 
 import grpc
 from google.api_core.client_options import ClientOptions
@@ -27,7 +28,9 @@ class BigQueryEndpoints:
     grpc_endpoint: Optional[str] = None
 
     @classmethod
-    def from_settings(cls, project: str, rest_endpoint: str, grpc_endpoint: str) -> "BigQueryEndpoints":
+    def from_settings(
+        cls, project: str, rest_endpoint: str, grpc_endpoint: str
+    ) -> "BigQueryEndpoints":
         """From component parameters, where an empty string means real BigQuery."""
         return cls(project, rest_endpoint or None, grpc_endpoint or None)
 
@@ -53,3 +56,13 @@ def make_read_client(endpoints: BigQueryEndpoints) -> BigQueryReadClient:
         return BigQueryReadClient()
     channel = grpc.insecure_channel(endpoints.grpc_endpoint, options=_DIRECT_CHANNEL_OPTIONS)
     return BigQueryReadClient(transport=BigQueryReadGrpcTransport(channel=channel))
+
+
+@contextlib.contextmanager
+def closing_read_client(endpoints: BigQueryEndpoints) -> Iterator[BigQueryReadClient]:
+    """A Storage Read API client whose channel is closed on exit."""
+    client = make_read_client(endpoints)
+    try:
+        yield client
+    finally:
+        client.transport.close()

@@ -1,11 +1,15 @@
-"""The logged-interactions table: its schema, idempotent creation and inserts.
+"""The logged-interactions table: its schema, idempotent creation, bulk loads and inserts.
 
 The schema is flat on purpose: TFX's BigQueryExampleGen converts only INTEGER,
 FLOAT, STRING and BOOLEAN columns (scalar or REPEATED), so no RECORDs.
 """
 
+import io
+import itertools
+import json
 from typing import Callable, Iterable, List, Optional, Sequence, Set
 
+from google.api_core import exceptions
 from google.api_core.retry import Retry
 from google.cloud import bigquery
 from google.cloud.bigquery.retry import DEFAULT_RETRY
@@ -60,6 +64,8 @@ REWARDS_SCHEMA = (
 
 _TYPE_ALIASES = {"INTEGER": "INT64", "FLOAT": "FLOAT64", "BOOLEAN": "BOOL"}
 INSERT_CHUNK_ROWS = 10_000
+# Rows per load job: about 40 MB of NDJSON for logged interactions.
+LOAD_CHUNK_ROWS = 100_000
 
 
 class TableSchemaError(RuntimeError):
@@ -82,7 +88,10 @@ def ensure_table(
     Returns the fully qualified table id.
     """
     client.create_dataset(
-        bigquery.Dataset(f"{client.project}.{dataset}"), exists_ok=True, retry=retry, timeout=timeout
+        bigquery.Dataset(f"{client.project}.{dataset}"),
+        exists_ok=True,
+        retry=retry,
+        timeout=timeout,
     )
     table_id = f"{client.project}.{dataset}.{table}"
     existing = client.create_table(
@@ -125,9 +134,57 @@ def _event_id(row: dict) -> str:
     return row["event_id"]
 
 
-def item_insert_id(row: dict) -> str:
-    """An items row's insertId: a movie has one row per feature version."""
-    return f"{row['feature_version']}:{row['movie_id']}"
+class LoadJobError(RuntimeError):
+    """BigQuery refused a load job's rows."""
+
+
+def load_rows(
+    client: bigquery.Client,
+    table_id: str,
+    rows: Iterable[dict],
+    schema: Sequence[bigquery.SchemaField] = LOGGED_INTERACTIONS_SCHEMA,
+    chunk_rows: int = LOAD_CHUNK_ROWS,
+) -> int:
+    """Appends rows with NDJSON load jobs of up to `chunk_rows` rows; returns rows loaded.
+
+    A load job is BigQuery's bulk path: it lands all its rows or none, the
+    rows are readable as soon as it is done (streamed rows into a table just
+    created may 404 or be dropped for a while), and it is free where
+    streaming is billed. Callers stay idempotent by leaving out rows already
+    in the table, so a rerun after a failed job loads what is missing.
+    """
+    loaded = 0
+    iterator = iter(rows)
+    while chunk := list(itertools.islice(iterator, chunk_rows)):
+        loaded += _load_chunk(client, table_id, chunk, schema)
+    return loaded
+
+
+def _load_chunk(
+    client: bigquery.Client,
+    table_id: str,
+    chunk: List[dict],
+    schema: Sequence[bigquery.SchemaField],
+) -> int:
+    ndjson = "".join(json.dumps(row) + "\n" for row in chunk).encode()
+    job = client.load_table_from_file(
+        io.BytesIO(ndjson),
+        table_id,
+        job_config=bigquery.LoadJobConfig(
+            source_format=bigquery.SourceFormat.NEWLINE_DELIMITED_JSON,
+            schema=list(schema),
+            write_disposition=bigquery.WriteDisposition.WRITE_APPEND,
+        ),
+    )
+    try:
+        job.result()
+    except exceptions.GoogleAPICallError as e:
+        raise LoadJobError(
+            f"BigQuery load job {job.job_id} refused {len(chunk)} rows for {table_id}: "
+            f"{job.errors or e}; the job loaded none of them: make them match the table's "
+            "schema and load again"
+        ) from e
+    return len(chunk)
 
 
 def insert_rows(

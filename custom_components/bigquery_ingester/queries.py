@@ -37,7 +37,8 @@ def _window_conditions(column: str, window_start: str, window_end: str) -> list:
     end = parse_timestamp(window_end, "ingestion.window_end") if window_end else None
     if start and end and start >= end:
         raise QueryConfigError(
-            f"ingestion.window_start ({window_start}) must be before ingestion.window_end ({window_end})"
+            f"ingestion.window_start ({window_start}) must be before "
+            f"ingestion.window_end ({window_end})"
         )
     if start:
         conditions.append(f"{column} >= TIMESTAMP('{start.isoformat()}')")

@@ -1,4 +1,4 @@
-"""Simulates a batch of logged interactions and appends the new ones to BigQuery."""
+"""Simulates a batch of logged interactions and loads the new ones into BigQuery."""
 
 import datetime
 from typing import Any, Callable, Dict, Iterable, List, Tuple
@@ -20,6 +20,9 @@ from simulation.bandit_loader import load_movielens_bandit
 class Executor(base_executor.BaseExecutor):
     """Idempotent: events (and item features) already in their table are not written again.
 
+    Rows go in with load jobs, BigQuery's bulk path (on the emulator too):
+    each lands whole or not at all and is readable at once, where rows
+    streamed into a table just created may 404 or be dropped for a while.
     Rows are checked against the data contract as they are written: rewards
     beyond its range are clipped and counted; any other broken rule raises
     ContractViolation before the row is sent.
@@ -56,7 +59,7 @@ class Executor(base_executor.BaseExecutor):
             )
         else:
             prefix, batch_size, clipped, rows = _classic_rows(exec_properties, now, known_events)
-        written = tables.insert_rows(client, table_id, rows)
+        written = tables.load_rows(client, table_id, rows)
         logging.info("Generator wrote %d new of %d events to %s", written, batch_size, table_id)
         if clipped:
             logging.warning(
@@ -132,11 +135,11 @@ def _per_arm_rows(
     known_items = frozenset(tables.existing_item_ids(client, items_id, version))
     movielens_dir = movielens_data.find_movielens(exec_properties["movielens_dir"])
     items = movielens_data.load_items(movielens_dir)
-    items_written = tables.insert_rows(
+    items_written = tables.load_rows(
         client,
         items_id,
         per_arm_logged_data.item_rows(bandit, items, version, known_items),
-        row_id=tables.item_insert_id,
+        tables.ITEMS_SCHEMA,
     )
     logging.info(
         "Generator wrote %d new movies of version %s to %s", items_written, version, items_id

@@ -43,7 +43,13 @@ class QuarantineSummary:
 
 @dataclasses.dataclass(frozen=True)
 class RunSummary:
-    """The facts a user wants after a run, each from its artifact."""
+    """The facts a user wants after a run, each from its artifact.
+
+    A run that stops early has no artifact of the steps after the stop, so
+    "not run" must never read as "nothing found": `validated` says whether
+    ExampleValidator wrote its anomalies (`anomalies` is empty either way),
+    and `failed_components` names the steps that stopped the run.
+    """
 
     run_id: str
     rows_generated: Optional[int]
@@ -52,8 +58,19 @@ class RunSummary:
     quarantine: Optional[QuarantineSummary]
     training_seconds: Optional[float]
     pushed_destination: Optional[str]
+    validated: bool
+    failed_components: List[str]
+
+    @property
+    def anomalies_status(self) -> str:
+        """`not run` when validation never ran, else `none` or how many anomalies it found."""
+        if not self.validated:
+            return "not run"
+        return str(len(self.anomalies)) if self.anomalies else "none"
 
 
+# TFX names each component's context `<pipeline>.<node id>`, of this type.
+_NODE_CONTEXT_TYPE = "node"
 # The gate records one count per data-contract rule under this prefix.
 _BROKEN_PREFIX = "broken_"
 
@@ -65,26 +82,35 @@ class MetadataNotFoundError(LookupError):
 def open_store(sqlite_path: str) -> metadata_store.MetadataStore:
     """Opens an existing SQLite MLMD store read-write (MLMD has no read-only mode)."""
     if not os.path.exists(sqlite_path):
-        raise MetadataNotFoundError(f"no ML Metadata store at {sqlite_path}; run the pipeline first")
+        raise MetadataNotFoundError(
+            f"no ML Metadata store at {sqlite_path}; run the pipeline first"
+        )
     config = metadata_store_pb2.ConnectionConfig()
     config.sqlite.filename_uri = sqlite_path
     config.sqlite.connection_mode = metadata_store_pb2.SqliteMetadataSourceConfig.READWRITE
     return metadata_store.MetadataStore(config)
 
 
-def latest_run_artifacts(
+def _latest_run(
     store: metadata_store.MetadataStore, pipeline_name: str
-) -> tuple[str, Dict[str, List[metadata_store_pb2.Artifact]]]:
-    """(run id, artifacts of the latest run grouped by type name)."""
+) -> metadata_store_pb2.Context:
     pipeline = store.get_context_by_type_and_name("pipeline", pipeline_name)
     if pipeline is None:
         raise MetadataNotFoundError(f"pipeline {pipeline_name!r} has never run in this store")
     runs = store.get_children_contexts_by_context(pipeline.id)
     if not runs:
         raise MetadataNotFoundError(f"pipeline {pipeline_name!r} has no recorded runs")
-    run = max(runs, key=lambda c: (c.create_time_since_epoch, c.id))
+    return max(runs, key=lambda c: (c.create_time_since_epoch, c.id))
+
+
+def latest_run_artifacts(
+    store: metadata_store.MetadataStore, pipeline_name: str
+) -> tuple[str, Dict[str, List[metadata_store_pb2.Artifact]]]:
+    """(run id, artifacts of the latest run grouped by type name)."""
+    run = _latest_run(store, pipeline_name)
     artifacts = store.get_artifacts_by_context(run.id)
-    type_names = {t.id: t.name for t in store.get_artifact_types_by_id({a.type_id for a in artifacts})}
+    type_ids = {a.type_id for a in artifacts}
+    type_names = {t.id: t.name for t in store.get_artifact_types_by_id(type_ids)}
     grouped: Dict[str, List[metadata_store_pb2.Artifact]] = {}
     for artifact in sorted(artifacts, key=lambda a: a.id):
         grouped.setdefault(type_names[artifact.type_id], []).append(artifact)
@@ -118,7 +144,25 @@ def summarize_latest_run(store: metadata_store.MetadataStore, pipeline_name: str
             if pushed and pushed.custom_properties["pushed"].int_value
             else None
         ),
+        validated=anomalies is not None,
+        failed_components=failed_components(store, pipeline_name),
     )
+
+
+def failed_components(store: metadata_store.MetadataStore, pipeline_name: str) -> List[str]:
+    """Node ids of the latest run's executions that failed, in the order they ran."""
+    run = _latest_run(store, pipeline_name)
+    node_type = store.get_context_type(_NODE_CONTEXT_TYPE)
+    failed = []
+    for execution in sorted(store.get_executions_by_context(run.id), key=lambda e: e.id):
+        if execution.last_known_state != metadata_store_pb2.Execution.FAILED:
+            continue
+        failed += [
+            context.name[len(pipeline_name) + 1 :]
+            for context in store.get_contexts_by_execution(execution.id)
+            if context.type_id == node_type.id
+        ]
+    return failed
 
 
 def _last(artifacts: Dict[str, List[metadata_store_pb2.Artifact]], type_name: str):
