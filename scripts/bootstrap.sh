@@ -24,9 +24,22 @@ ensure_uv() {
   if [ ! -x .tools/bin/uv ]; then
     local py; py=$(find_python 3.11 || find_python 3.10)
     "$py" -m venv .tools >&2
-    .tools/bin/pip install --quiet uv >&2
+    .tools/bin/pip install --quiet uv >&2 || {
+      echo "bootstrap: could not install uv into .tools (the error above): check access to" \
+           "PyPI, or install uv yourself and rerun \`bash scripts/bootstrap.sh\`" >&2
+      return 1
+    }
   fi
   echo "$PWD/.tools/bin/uv"
+}
+
+# Says what failed and what to run next, then stops; uv's own error is printed above it.
+cannot_build() {
+  local venv=$1 lock=$2
+  echo "bootstrap: could not build $venv from $lock (the error above). If the package index" \
+       "is unreachable, fix the network or proxy (HTTPS_PROXY, UV_INDEX_URL) and rerun" \
+       "\`bash scripts/bootstrap.sh\`; to start $venv over, \`rm -rf $venv\` first." >&2
+  exit 1
 }
 
 sync_venv() {
@@ -35,9 +48,14 @@ sync_venv() {
   if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$(sha256sum "$lock" setup.py | sha256sum)" ]; then
     return 0
   fi
-  echo "bootstrap: building $venv from $lock" >&2
-  [ -x "$venv/bin/python" ] || "$UV" venv --quiet --python "$python" "$venv"
-  "$UV" pip sync --quiet --python "$venv/bin/python" "$lock"
+  if [ -f "$stamp" ]; then
+    echo "bootstrap: $lock or setup.py changed since $venv was built; updating $venv" >&2
+  else
+    echo "bootstrap: building $venv from $lock (a few minutes the first time)" >&2
+  fi
+  [ -x "$venv/bin/python" ] || "$UV" venv --quiet --python "$python" "$venv" \
+    || cannot_build "$venv" "$lock"
+  "$UV" pip sync --quiet --python "$venv/bin/python" "$lock" || cannot_build "$venv" "$lock"
   sha256sum "$lock" setup.py | sha256sum > "$stamp"
 }
 
@@ -45,5 +63,6 @@ UV=$(ensure_uv)
 sync_venv .venv-emulator "$(find_python 3.11)" requirements/emulator.lock
 sync_venv .venv "$(find_python 3.10)" requirements/pipeline.lock
 if ! .venv/bin/python -c 'import tfx_pipeline' >/dev/null 2>&1 || [ ! -x .venv/bin/mlbandits ]; then
-  "$UV" pip install --quiet --python .venv/bin/python --no-deps -e .
+  "$UV" pip install --quiet --python .venv/bin/python --no-deps -e . \
+    || cannot_build .venv "the project (setup.py)"
 fi

@@ -31,6 +31,9 @@ MOVIELENS_URL = "https://files.grouplens.org/datasets/movielens/ml-100k.zip"
 MOVIELENS_MD5 = "0e33842e24a9c977be4e0107933c0723"
 
 DATA_DIR_ENV_VAR = "MLBANDITS_MOVIELENS_DIR"
+# Where a missing copy is downloaded from (a mirror, say); "off" never downloads.
+DOWNLOAD_URL_ENV_VAR = "MLBANDITS_MOVIELENS_URL"
+DOWNLOADS_OFF = "off"
 RATINGS_FILE = "u.data"
 ITEMS_FILE = "u.item"
 USERS_FILE = "u.user"
@@ -180,8 +183,24 @@ def default_data_dir() -> Path:
 
 
 def find_movielens(data_dir: Union[str, Path] = "") -> Path:
-    """`data_dir`, or the default location when empty, checked or downloaded."""
-    return ensure_movielens(Path(data_dir) if data_dir else default_data_dir())
+    """`data_dir`, or the default location when empty, checked or downloaded.
+
+    The download comes from `$MLBANDITS_MOVIELENS_URL` when set; "off" there
+    turns downloads off, for machines that must not reach the internet.
+
+    Raises:
+      MovieLensDataError: the data is missing and downloads are off, or the
+        download fails; the message says where to put the data instead.
+    """
+    directory = Path(data_dir) if data_dir else default_data_dir()
+    url = os.environ.get(DOWNLOAD_URL_ENV_VAR) or MOVIELENS_URL
+    if url == DOWNLOADS_OFF and not (directory / RATINGS_FILE).is_file():
+        raise MovieLensDataError(
+            f"MovieLens 100K is not in {directory} (no {RATINGS_FILE}) and downloads are off "
+            f"({DOWNLOAD_URL_ENV_VAR}={DOWNLOADS_OFF}). {_FIX_HINT} Or unset "
+            f"{DOWNLOAD_URL_ENV_VAR} to download it from GroupLens (5 MB)."
+        )
+    return ensure_movielens(directory, url=url)
 
 
 def ensure_movielens(
@@ -232,7 +251,8 @@ def _download(url: str, target: Path, timeout: float) -> str:
                     out.write(chunk)
     except (urllib.error.URLError, OSError, ValueError) as err:
         raise MovieLensDataError(
-            f"Could not download MovieLens 100K from {url}: {err}. {_FIX_HINT}"
+            f"Could not download MovieLens 100K from {url}: {err}. If this machine is offline, "
+            f"fetch {MOVIELENS_URL} on one that is online and unzip it. {_FIX_HINT}"
         ) from err
     return hasher.hexdigest()
 

@@ -7,21 +7,35 @@ from tfx_pipeline import console
 console.silence_native_logs(sys.argv)  # before the imports below load TensorFlow
 
 import argparse  # noqa: E402
+import contextlib  # noqa: E402
+import logging  # noqa: E402
 import pathlib  # noqa: E402
+import shlex  # noqa: E402
+import subprocess  # noqa: E402
 import time  # noqa: E402
+import traceback  # noqa: E402
 from typing import List, Optional  # noqa: E402
 
 from bandit_core.agent_names import AGENTS, INTERACTION_LINUCB, LINUCB, PER_ARM_AGENTS  # noqa: E402
 from bandit_core.policy_metadata import CLASSIC, PER_ARM  # noqa: E402
+from simulation import movielens_data  # noqa: E402
 from simulation.movielens_data import NUM_ITEMS  # noqa: E402
 from tfx_pipeline import config as config_lib  # noqa: E402
-from tfx_pipeline import paths  # noqa: E402
+from tfx_pipeline import failures, paths  # noqa: E402
+from tfx_pipeline.local import ports  # noqa: E402
+from tfx_pipeline.local.run_lock import check_store_writable, holding_run_root  # noqa: E402
 from tfx_pipeline.lineage import cli as lineage_cli  # noqa: E402
 from tfx_pipeline.vertex import cli as vertex_cli  # noqa: E402
 
 # The agent a problem gets when `--problem` switches to it: the best per-arm
 # agent of the report, and the classic default.
 DEFAULT_AGENTS = {CLASSIC: LINUCB, PER_ARM: INTERACTION_LINUCB}
+# Commands that write a run root, one at a time per root.
+RUN_COMMANDS = ("train", "retrain", "demo")
+# Commands that only read a run root and so never create one.
+READ_ONLY_COMMANDS = ("lineage", "tensorboard")
+TENSORBOARD_PORT = 6006
+_LOG = logging.getLogger("mlbandits")
 
 
 def _int_at_least(minimum: int, requirement: str):
@@ -41,6 +55,14 @@ def _int_at_least(minimum: int, requirement: str):
 
 _positive_int = _int_at_least(1, "at least 1")
 _non_negative_int = _int_at_least(0, "0 or more")
+
+
+def _port(text: str) -> int:
+    """An argparse type: a TCP port a server can listen on."""
+    port = _positive_int(text)
+    if port > 65535:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port: ports go up to 65535")
+    return port
 
 
 def _candidate_count(text: str) -> int:
@@ -126,7 +148,26 @@ def build_parser() -> argparse.ArgumentParser:
     )
     emulator.add_argument("--data-dir", help="persist tables in this directory")
     emulator.add_argument("--project", default="local-proj", help="BigQuery project id")
+    emulator.add_argument("--rest-port", type=_port, help="REST port (default: a free one)")
+    emulator.add_argument("--grpc-port", type=_port, help="gRPC port (default: a free one)")
     console.add_verbose_flag(emulator)
+
+    tensorboard = commands.add_parser(
+        "tensorboard",
+        help="Open TensorBoard on the run root's training, evaluation and feedback-loop logs.",
+        description="Open TensorBoard on the run root's training, evaluation and feedback-loop "
+        "logs, found through its ML Metadata store; runs until Ctrl-C.",
+    )
+    tensorboard.add_argument("--root", help="the run root (default: runs/ in the repository)")
+    tensorboard.add_argument(
+        "--port", type=_port, default=TENSORBOARD_PORT, help="TensorBoard's port"
+    )
+    tensorboard.add_argument(
+        "--print-only",
+        action="store_true",
+        help="print the TensorBoard command (and its --logdir_spec) instead of running it",
+    )
+    console.add_verbose_flag(tensorboard)
     return parser
 
 
@@ -192,6 +233,8 @@ def run_pipeline_command(config: config_lib.PipelineConfig, retraining: bool) ->
     started = time.perf_counter()
     failure: Optional[BaseException] = None
     print(f"{name}: running the DAG in {config.local.root_dir}", flush=True)
+    with console.StatusLine() as status:
+        _find_movielens(config.movielens.data_dir, status)
     try:
         with console.StatusLine() as status:
             status.show("starting the BigQuery emulator")
@@ -202,12 +245,12 @@ def run_pipeline_command(config: config_lib.PipelineConfig, retraining: bool) ->
     except Exception as e:  # the summary below still reports how far it got
         failure = e
     elapsed = time.perf_counter() - started
-    if _latest_run_id(config, name) in (None, previous_run):
+    if failure is not None and not _recorded_a_new_run(config, name, previous_run):
         print(
-            f"\nThe run stopped before ML Metadata recorded it ({elapsed:.1f} s): {failure}",
+            f"\nThe run stopped before ML Metadata recorded it ({elapsed:.1f} s).",
             file=sys.stderr,
         )
-        return 1
+        raise failure
     summary = run_summary.summarize_latest_run(
         run_summary.open_store(str(config.local.metadata_path)), name
     )
@@ -218,14 +261,15 @@ def run_pipeline_command(config: config_lib.PipelineConfig, retraining: bool) ->
         print(f"  rows quarantined    : {summary.quarantine.describe()}")
     for split, rows in summary.rows_per_split.items():
         print(f"  rows ingested {split:<6}: {rows}")
-    print(f"  anomalies           : {'none' if not summary.anomalies else len(summary.anomalies)}")
+    print(f"  anomalies           : {summary.anomalies_status}")
     for line in summary.anomalies:
         print(f"    {line}")
     if summary.training_seconds is not None:
         print(f"  training time       : {summary.training_seconds:.2f} s")
     if failure is not None:
-        print(f"\nThe run stopped: {failure}", file=sys.stderr)
-        return 1
+        stopped = ", ".join(summary.failed_components) or "a step ML Metadata did not record"
+        print(f"\nThe run stopped in {stopped}.", file=sys.stderr)
+        raise failure
     if summary.pushed_destination:
         movielens = config.movielens
         if movielens.per_arm:
@@ -260,6 +304,7 @@ def run_demo_command(config: config_lib.PipelineConfig) -> int:
     with console.StatusLine() as status, ComponentProgress(
         status, config.local.metadata_path
     ) as components:
+        _find_movielens(config.movielens.data_dir, status)
 
         def show(result: "feedback_loop.RoundResult") -> None:
             if not first:
@@ -281,6 +326,8 @@ def run_demo_command(config: config_lib.PipelineConfig) -> int:
 
 
 def run_report_command(args: argparse.Namespace) -> int:
+    with console.StatusLine() as status:
+        _find_movielens(args.movielens_dir or "", status)
     if args.problem == "per_arm":
         from tfx_pipeline.reports.per_arm_report import write_per_arm_report
 
@@ -305,6 +352,70 @@ def run_report_command(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_tensorboard_command(args: argparse.Namespace) -> int:
+    """TensorBoard on every summary directory ML Metadata knows, plus the loop's."""
+    from tfx_pipeline.demo_loop.loop_summaries import loop_logs_dir
+    from tfx_pipeline.lineage.store import LineageError
+    from tfx_pipeline.reports import tensorboard_logs
+
+    local = config_lib.LocalRunConfig(root=args.root or "")
+    if not local.metadata_path.is_file():
+        raise LineageError(
+            f"no run at {local.root_dir} (no {local.metadata_path.name}): run `mlbandits train "
+            f"--root {local.root_dir}` or `bash scripts/demo.sh` first, or pass the --root of "
+            "an existing run"
+        )
+    spec = tensorboard_logs.tensorboard_logdir_spec(local.metadata_path)
+    loop = loop_logs_dir(local.root_dir)
+    if loop.is_dir():
+        spec += "," + tensorboard_logs.logdir_spec(
+            [tensorboard_logs.SummaryDirectory("loop", str(loop))]
+        )
+    host = "127.0.0.1"
+    command = [
+        str(pathlib.Path(sys.executable).with_name("tensorboard")),
+        "--logdir_spec", spec,
+        "--host", host,
+        "--port", str(args.port),
+    ]
+    if args.print_only:
+        print(shlex.join(command))
+        return 0
+    if ports.port_in_use(host, args.port):
+        raise ports.PortInUse(
+            ports.port_in_use_message(host, args.port, "TensorBoard", "pass another --port")
+        )
+    print(f"TensorBoard: http://{host}:{args.port} (Ctrl-C to stop)", flush=True)
+    with subprocess.Popen(command, stdin=subprocess.DEVNULL) as tensorboard:
+        try:
+            return tensorboard.wait()
+        except KeyboardInterrupt:
+            tensorboard.terminate()
+            tensorboard.wait()
+            return 0
+
+
+def _find_movielens(data_dir: str, status: console.StatusLine) -> None:
+    """Fails in a second, before the emulator starts, when the data is missing.
+
+    Otherwise the Generator would find out minutes later, inside the DAG.
+    """
+    status.show("looking for MovieLens 100K (downloaded on first use)")
+    movielens_data.find_movielens(data_dir)
+    status.clear()
+
+
+def _recorded_a_new_run(
+    config: config_lib.PipelineConfig, pipeline_name: str, previous_run: Optional[str]
+) -> bool:
+    """Whether ML Metadata holds a run newer than `previous_run`; False if it cannot be read."""
+    try:
+        return _latest_run_id(config, pipeline_name) not in (None, previous_run)
+    except Exception:  # noqa: BLE001 - e.g. a full disk; the run's own failure says more
+        _LOG.warning("cannot read %s", config.local.metadata_path, exc_info=True)
+        return False
+
+
 def _latest_run_id(config: config_lib.PipelineConfig, pipeline_name: str) -> Optional[str]:
     """The id of the pipeline's latest run in the local store, None before its first."""
     from tfx_pipeline.reports import run_summary
@@ -322,7 +433,10 @@ def run_emulator_command(args: argparse.Namespace) -> int:
     from tfx_pipeline.local.emulator import BigQueryEmulator
 
     emulator = BigQueryEmulator(
-        project=args.project, data_dir=Path(args.data_dir) if args.data_dir else None
+        project=args.project,
+        data_dir=Path(args.data_dir) if args.data_dir else None,
+        rest_port=args.rest_port,
+        grpc_port=args.grpc_port,
     )
     with emulator:
         print(f"BigQuery emulator: REST {emulator.rest_endpoint}, gRPC {emulator.grpc_endpoint}")
@@ -335,35 +449,107 @@ def run_emulator_command(args: argparse.Namespace) -> int:
     return 0
 
 
-def _log_path(
+def _run_root(
     args: argparse.Namespace, config: Optional[config_lib.PipelineConfig]
 ) -> Optional[pathlib.Path]:
+    """The run root the command works on; None for commands without one."""
+    if config is not None:
+        return config.local.root_dir
+    if args.command == "tensorboard":
+        return config_lib.LocalRunConfig(root=args.root or "").root_dir
+    return None
+
+
+def _log_path(args: argparse.Namespace, root: Optional[pathlib.Path]) -> Optional[pathlib.Path]:
     """Where the command's library output goes: its run root, report or data directory.
 
-    None for a lineage question about a root that does not exist: a read-only
-    command creates nothing, and its only output is the error saying so.
+    None for a question about a root that does not exist: a read-only command
+    creates nothing, and its only output is the error saying so.
     """
     if args.command == "report":
         return pathlib.Path(args.out) / console.LOG_FILE_NAME
     if args.command == "emulator" and args.data_dir:
         return pathlib.Path(args.data_dir) / console.LOG_FILE_NAME
-    root = (config or config_lib.PipelineConfig()).local.root_dir
-    if args.command == "lineage" and not root.is_dir():
+    root = root or config_lib.LocalRunConfig().root_dir
+    if args.command in READ_ONLY_COMMANDS and not root.is_dir():
         return None
     return root / console.LOG_FILE_NAME
 
 
 def main(argv: Optional[List[str]] = None) -> int:
+    """Runs one command; returns 0, 1 (it failed), 2 (bad settings) or 130 (interrupted).
+
+    A failure prints what happened and what to do; its traceback goes to the
+    log file, or with --verbose to the terminal.
+    """
+    argv = sys.argv[1:] if argv is None else argv
     args = paths.absolute_path_options(build_parser().parse_args(argv))
+    command_line = shlex.join(["mlbandits", *argv])
     try:
         config = (
-            None if args.command in ("emulator", "vertex", "report") else load_cli_config(args)
+            None
+            if args.command in ("emulator", "vertex", "report", "tensorboard")
+            else load_cli_config(args)
         )
-        with console.library_output_to(_log_path(args, config), args.verbose):
+    except config_lib.ConfigError as e:
+        print(f"mlbandits: {e}", file=sys.stderr)
+        return 2
+    root = _run_root(args, config)
+    log_path = _log_path(args, root)
+    try:
+        with console.library_output_to(log_path, args.verbose):
+            return _run_reporting_failures(args, config, root, log_path, command_line)
+    except KeyboardInterrupt:
+        print(f"\nmlbandits: {_interrupted_message(args.command, root, command_line)}",
+              file=sys.stderr)
+        return failures.INTERRUPTED_EXIT_CODE
+
+
+def _run_reporting_failures(
+    args: argparse.Namespace,
+    config: Optional[config_lib.PipelineConfig],
+    root: Optional[pathlib.Path],
+    log_path: Optional[pathlib.Path],
+    command_line: str,
+) -> int:
+    """Runs the command; a failure becomes its explanation on the terminal and exit code 1."""
+    try:
+        lock = (
+            holding_run_root(root, command_line)
+            if args.command in RUN_COMMANDS and root is not None
+            else contextlib.nullcontext()
+        )
+        with lock:
+            if args.command in RUN_COMMANDS:
+                check_store_writable(config.local.metadata_path, command_line)
             return _run_command(args, config)
     except config_lib.ConfigError as e:
         print(f"mlbandits: {e}", file=sys.stderr)
         return 2
+    except Exception as error:  # noqa: BLE001 - every failure is reported, none is lost
+        if args.verbose:
+            traceback.print_exc()
+        elif log_path is not None:
+            _LOG.error("`%s` failed", command_line, exc_info=True)
+        explanation = failures.explain(error, root, command_line)
+        print(f"mlbandits: {explanation or failures.unexpected(error, log_path)}", file=sys.stderr)
+        return 1
+
+
+def _interrupted_message(command: str, root: Optional[pathlib.Path], command_line: str) -> str:
+    """One line: what Ctrl-C stopped, what the run root keeps, how to go on or start clean."""
+    if command == "demo":
+        stopped = "the prediction server and the BigQuery emulator are stopped"
+        kept = "finished DAG runs, BigQuery tables and serving logs not yet shipped"
+    elif command in ("train", "retrain"):
+        stopped = "the BigQuery emulator is stopped"
+        kept = "finished DAG runs and BigQuery tables"
+    else:
+        return "interrupted; nothing is left running."
+    return (
+        f"interrupted; {stopped}. {root} keeps the {kept}: rerun `{command_line}` to go on, "
+        f"or `rm -rf {root}` first to start clean."
+    )
 
 
 def _run_command(
@@ -377,6 +563,8 @@ def _run_command(
         return run_report_command(args)
     if args.command == "lineage":
         return lineage_cli.run_lineage_command(args, config)
+    if args.command == "tensorboard":
+        return run_tensorboard_command(args)
     if args.command == "demo":
         return run_demo_command(config)
     return run_pipeline_command(config, retraining=args.command == "retrain")

@@ -6,6 +6,7 @@ the server to hot-reload the pushed policy.
 """
 
 import dataclasses
+import datetime
 import time
 from typing import Any, Callable, Dict, List, Tuple
 
@@ -22,6 +23,7 @@ from simulation.trigger import RetrainingTrigger, TriggerDecision
 from tfx_pipeline import pipeline
 from tfx_pipeline.config import PipelineConfig
 from tfx_pipeline.demo_loop import serving_logs
+from tfx_pipeline.demo_loop.loop_summaries import LoopSummaries
 from tfx_pipeline.demo_loop.serving_process import ServingProcess
 from tfx_pipeline.local import runner as local_runner
 from tfx_pipeline.reports import run_summary
@@ -83,9 +85,11 @@ def run_feedback_loop(
 ) -> LoopResult:
     """Runs the initial training DAG, then `config.loop.rounds` + 1 serving rounds.
 
-    `on_progress` hears what the loop waits for between rounds' results.
+    `on_progress` hears what the loop waits for between rounds' results. Each
+    round's reward and regret also go to TensorBoard (see `loop_summaries`).
     """
     loop = config.loop
+    summaries = LoopSummaries(config.local.root_dir, datetime.datetime.now())
     initial = config.replace(generator={"num_events": loop.initial_events})
     local_runner.run_pipeline(initial, endpoints)
     if not _latest_run_pushed(config, retraining=False):
@@ -138,6 +142,7 @@ def run_feedback_loop(
                 trigger=decision_text,
             )
             results.append(result)
+            summaries.record(round_index, result.average_reward, result.average_regret)
             on_round(result)
             if round_index == loop.rounds:
                 break

@@ -9,7 +9,6 @@ import dataclasses
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -23,8 +22,16 @@ from bandit_core import agent_names
 from bandit_core.bigquery.clients import BigQueryEndpoints
 from tfx_pipeline.config import PipelineConfig
 from tfx_pipeline.demo_loop import serving_logs
+from tfx_pipeline.local import ports
 
 _MODEL_POLL_S = 1.0
+# SIGTERM lets the server ship what it can, for up to its logger's 30 s when
+# BigQuery is slow or gone. Interrupted, the user is waiting: rows not shipped
+# stay in the spool (SQLite, durable) for the next server.
+_STOP_GRACE_S = 60.0
+_INTERRUPTED_GRACE_S = 3.0
+# What the server's log says when another server's logger holds the spool.
+_SHIPPER_BUSY = "ShipperAlreadyRunning"
 _NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 
@@ -65,18 +72,29 @@ class ServingProcess:
         self._config = config
         self._endpoints = endpoints
         self._startup_timeout_s = startup_timeout_s
-        self._port = config.serving.port or _free_port(config.serving.host)
+        self._port = config.serving.port or ports.free_ports(config.serving.host, 1)[0]
         self._process: Optional[subprocess.Popen] = None
         self.log_path = config.local.root_dir / "serving" / "server.log"
+        self._log_start = 0
 
     @property
     def url(self) -> str:
         return f"http://{self._config.serving.host}:{self._port}"
 
     def __enter__(self) -> "ServingProcess":
+        host = self._config.serving.host
+        if self._config.serving.port and ports.port_in_use(host, self._port):
+            raise ServingProcessError(
+                ports.port_in_use_message(
+                    host, self._port, "the prediction server (serving.port)",
+                    "set serving.port in your --config file to another port, or to 0 for any "
+                    "free one",
+                )
+            )
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         env = {**os.environ, **serving_environment(self._config, self._endpoints, self._port)}
         with open(self.log_path, "ab") as log:
+            self._log_start = log.tell()
             self._process = subprocess.Popen(
                 [sys.executable, "-m", "serving"], env=env, stdout=log, stderr=subprocess.STDOUT
             )
@@ -87,16 +105,17 @@ class ServingProcess:
             raise
         return self
 
-    def __exit__(self, *exc_info) -> None:
-        self.stop()
+    def __exit__(self, exc_type, *exc_info) -> None:
+        interrupted = exc_type is not None and issubclass(exc_type, KeyboardInterrupt)
+        self.stop(_INTERRUPTED_GRACE_S if interrupted else _STOP_GRACE_S)
 
-    def stop(self) -> None:
-        """SIGTERM lets the server flush its logger; SIGKILL only if it hangs."""
+    def stop(self, grace_s: float = _STOP_GRACE_S) -> None:
+        """SIGTERM lets the server flush its logger; SIGKILL after `grace_s` seconds."""
         if self._process is None or self._process.poll() is not None:
             return
         self._process.send_signal(signal.SIGTERM)
         try:
-            self._process.wait(timeout=60)
+            self._process.wait(timeout=grace_s)
         except subprocess.TimeoutExpired:
             self._process.kill()
             self._process.wait()
@@ -134,16 +153,22 @@ class ServingProcess:
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if self._process is not None and self._process.poll() is not None:
-                raise ServingProcessError(
-                    f"the server exited with code {self._process.returncode}; see {self.log_path}"
-                )
+                raise ServingProcessError(self._exit_message(self._process.returncode))
             if condition():
                 return
             time.sleep(0.25)
         raise ServingProcessError(f"the server did not {what} within {timeout_s:.0f} s; see {self.log_path}")
 
-
-def _free_port(host: str) -> int:
-    with socket.socket() as sock:
-        sock.bind((host, 0))
-        return sock.getsockname()[1]
+    def _exit_message(self, code: int) -> str:
+        """Why the server ended, from what it logged since this start."""
+        with open(self.log_path, "rb") as log:
+            log.seek(self._log_start)
+            logged = log.read().decode(errors="replace")
+        spool = self._config.local.spool_path
+        if _SHIPPER_BUSY in logged:
+            return (
+                f"the prediction server stopped at start: another server still ships the logs "
+                f"of {spool} (one an earlier run left behind?). Stop it (`fuser "
+                f"{spool}.shipper.lock` names its process), then rerun the command."
+            )
+        return f"the prediction server exited with code {code}; see {self.log_path}"

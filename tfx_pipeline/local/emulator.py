@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import IO, Optional
 
 from bandit_core.bigquery.clients import BigQueryEndpoints
+from tfx_pipeline.local import ports
 
 PYTHON_ENV_VAR = "MLBANDITS_EMULATOR_PYTHON"
 _REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -29,6 +30,11 @@ _LOG_NAME = "emulator.log"
 _STOP_TIMEOUT_S = 15.0
 _POLL_INTERVAL_S = 0.2
 _LOG_TAIL_BYTES = 8192
+_LOG_TAIL_LINES = 8
+_REBUILD_HINT = (
+    "Rebuild its environment with `bash scripts/bootstrap.sh` (after `rm -rf .venv-emulator` "
+    "if a rebuild alone does not help) and rerun the command."
+)
 # Environment that would make the emulator's interpreter pick up this venv's packages.
 _FOREIGN_PYTHON_VARS = ("PYTHONPATH", "PYTHONHOME")
 # Direct connections only: a proxy from the environment must never see local traffic.
@@ -36,7 +42,11 @@ _NO_PROXY_OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
 
 class EmulatorError(RuntimeError):
-    """The emulator process could not be started."""
+    """The emulator process could not be started; the message says what to do."""
+
+
+class EmulatorNotInstalled(EmulatorError, FileNotFoundError):
+    """The emulator's interpreter does not exist."""
 
 
 def default_python() -> Path:
@@ -45,29 +55,24 @@ def default_python() -> Path:
     return Path(override) if override else _REPO_ROOT / ".venv-emulator" / "bin" / "python"
 
 
-def _free_ports(host: str, count: int) -> list[int]:
-    """Ports free right now; the sockets are held together so the ports are distinct."""
-    with contextlib.ExitStack() as stack:
-        socks = [stack.enter_context(socket.socket()) for _ in range(count)]
-        for sock in socks:
-            sock.bind((host, 0))
-        return [sock.getsockname()[1] for sock in socks]
-
-
 def _tail(path: Path) -> str:
-    """The end of the emulator's log, for error messages."""
+    """The last lines of the emulator's log, indented, for error messages."""
     try:
         with open(path, "rb") as log:
             log.seek(max(0, log.seek(0, os.SEEK_END) - _LOG_TAIL_BYTES))
-            return log.read().decode(errors="replace")
+            text = log.read().decode(errors="replace")
     except OSError as exc:
-        return f"<log unreadable: {exc}>"
+        return f"  <log unreadable: {exc}>"
+    lines = [line for line in text.splitlines() if line.strip()][-_LOG_TAIL_LINES:]
+    return "\n".join(f"  {line}" for line in lines)
 
 
 class BigQueryEmulator:
     """A bqemulator server on two free localhost ports, stopped on exit or at interpreter exit.
 
     Persistent (tables survive `restart()`) when `data_dir` is given, in-memory otherwise.
+    `rest_port` and `grpc_port` fix the ports (for clients configured by hand);
+    both default to free ones.
     """
 
     def __init__(
@@ -77,10 +82,12 @@ class BigQueryEmulator:
         data_dir: Optional[Path] = None,
         host: str = "127.0.0.1",
         startup_timeout_s: float = 90.0,
+        rest_port: Optional[int] = None,
+        grpc_port: Optional[int] = None,
     ) -> None:
         self.python = Path(python) if python is not None else default_python()
         if not self.python.exists():
-            raise FileNotFoundError(
+            raise EmulatorNotInstalled(
                 f"BigQuery emulator interpreter not found: {self.python}. "
                 f"Create the emulator environment with `scripts/bootstrap.sh`, "
                 f"or point ${PYTHON_ENV_VAR} at an existing one."
@@ -91,6 +98,7 @@ class BigQueryEmulator:
         self.startup_timeout_s = startup_timeout_s
         log_dir = self.data_dir or Path(tempfile.mkdtemp(prefix="bqemulator-"))
         self.log_path = log_dir / _LOG_NAME
+        self._requested_ports = (rest_port, grpc_port)
         self._ports: Optional[list[int]] = None
         self._proc: Optional[subprocess.Popen[bytes]] = None
         self._log: Optional[IO[bytes]] = None
@@ -121,7 +129,7 @@ class BigQueryEmulator:
         if self._proc is not None:
             return self
         if self._ports is None:
-            self._ports = _free_ports(self.host, 2)
+            self._ports = self._choose_ports()
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         self._log = open(self.log_path, "ab")
         self._proc = subprocess.Popen(
@@ -141,6 +149,21 @@ class BigQueryEmulator:
             raise
         return self
 
+    def _choose_ports(self) -> list[int]:
+        """The requested ports, checked free, with free ones where none was requested."""
+        requested = set(self._requested_ports)
+        free = iter(p for p in ports.free_ports(self.host, 4) if p not in requested)
+        chosen = [port or next(free) for port in self._requested_ports]
+        for port, option in zip(self._requested_ports, ("--rest-port", "--grpc-port")):
+            if port and ports.port_in_use(self.host, port):
+                raise EmulatorError(
+                    ports.port_in_use_message(
+                        self.host, port, "the BigQuery emulator",
+                        f"pass another {option} (or none: a free port is taken)",
+                    )
+                )
+        return chosen
+
     def _command(self) -> list[str]:
         rest_port, grpc_port = self._port(0), self._port(1)
         command = [
@@ -159,13 +182,16 @@ class BigQueryEmulator:
         while not (self._healthy() and self._grpc_listening()):
             if proc.poll() is not None:
                 raise EmulatorError(
-                    f"BigQuery emulator exited with code {proc.returncode} during start-up; "
-                    f"log {self.log_path}:\n{_tail(self.log_path)}"
+                    f"the BigQuery emulator exited with code {proc.returncode} during start-up. "
+                    f"The end of its log {self.log_path}:\n{_tail(self.log_path)}\n"
+                    f"{_REBUILD_HINT}"
                 )
             if time.monotonic() > deadline:
                 raise EmulatorError(
-                    f"BigQuery emulator not healthy after {self.startup_timeout_s:.0f} s; "
-                    f"log {self.log_path}:\n{_tail(self.log_path)}"
+                    f"the BigQuery emulator did not answer within {self.startup_timeout_s:.0f} s "
+                    f"(a busy machine?). The end of its log {self.log_path}:\n"
+                    f"{_tail(self.log_path)}\nRerun the command; if it happens again, "
+                    f"{_REBUILD_HINT[0].lower()}{_REBUILD_HINT[1:]}"
                 )
             time.sleep(_POLL_INTERVAL_S)
 
