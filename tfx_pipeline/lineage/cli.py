@@ -1,16 +1,18 @@
-"""`mlbandits lineage ...`: where a served policy came from, read from ML Metadata."""
+"""`mlbandits lineage ...`: where a served policy came from, read from ML Metadata:
+a local store, or with `--vertex` Vertex ML Metadata and Vertex AI Pipelines."""
 
 import argparse
 import pathlib
 import sys
 from typing import Callable, Dict
 
-from ml_metadata import metadata_store
-
 from bandit_core.bigquery import clients
 from bandit_core.whole_numbers import is_whole_number
 from tfx_pipeline import config as config_lib
+from tfx_pipeline import console
 from tfx_pipeline.lineage.graph import LineageGraph
+from tfx_pipeline.lineage.lineage_store import LineageStore
+from tfx_pipeline.lineage.mlmd_store import MlmdLineageStore
 from tfx_pipeline.lineage.queries import (
     find_pushed_model,
     list_runs,
@@ -29,7 +31,7 @@ from tfx_pipeline.lineage.rendering import (
 )
 from tfx_pipeline.lineage.store import LineageError, load_connection_config, open_store
 
-_Store = metadata_store.MetadataStore
+_Store = LineageStore
 _Config = config_lib.PipelineConfig
 
 
@@ -37,8 +39,9 @@ def add_lineage_commands(subparsers: argparse._SubParsersAction) -> argparse.Arg
     """Adds `lineage runs|show|trace-model|trace-event|downstream` to a CLI."""
     parser = subparsers.add_parser(
         "lineage",
-        help="Trace models, data and runs through the ML Metadata store.",
-        description="Trace models, data and runs through the ML Metadata store.",
+        help="Trace models, data and runs through ML Metadata (local or Vertex).",
+        description="Trace models, data and runs through the local ML Metadata store, or "
+        "with --vertex through Vertex ML Metadata and Vertex AI Pipelines.",
     )
     parser.set_defaults(movielens_dir=None)
     commands = parser.add_subparsers(
@@ -82,7 +85,8 @@ def add_lineage_commands(subparsers: argparse._SubParsersAction) -> argparse.Arg
     event.add_argument(
         "--bigquery-endpoint",
         help="REST endpoint of a running BigQuery emulator (default: start one on the run's data, "
-        "or real BigQuery when bigquery.use_emulator is false)",
+        "or real BigQuery when bigquery.use_emulator is false; with --vertex real BigQuery in "
+        "vertex.bigquery_project)",
     )
 
     downstream = _command(
@@ -117,12 +121,20 @@ def _store_options() -> argparse.ArgumentParser:
     options = argparse.ArgumentParser(add_help=False)
     options.add_argument("--config", help="JSON file overriding the defaults (see README)")
     options.add_argument("--root", help="run directory whose metadata.sqlite to read")
-    options.add_argument("--metadata", help="SQLite MLMD store (default: <root>/metadata.sqlite)")
-    options.add_argument(
+    where = options.add_mutually_exclusive_group()
+    where.add_argument("--metadata", help="SQLite MLMD store (default: <root>/metadata.sqlite)")
+    where.add_argument(
         "--metadata-config",
         help="MLMD ConnectionConfig (e.g. MySQL) or MetadataStoreClientConfig, text proto or .json",
     )
+    where.add_argument(
+        "--vertex",
+        action="store_true",
+        help="ask Vertex ML Metadata and Vertex AI Pipelines in vertex.project and "
+        'vertex.region (the --config file\'s "vertex" section) instead of a local store',
+    )
     options.add_argument("--json", action="store_true", help="print JSON instead of a tree")
+    console.add_verbose_flag(options)
     return options
 
 
@@ -151,9 +163,16 @@ def _artifact_id(text: str) -> int:
 
 
 def _open_store(args: argparse.Namespace, config: _Config) -> _Store:
+    """Vertex's clients are imported only when asked for: local questions need none."""
+    if args.vertex:
+        from tfx_pipeline.lineage.vertex_store import VertexLineageStore
+
+        return VertexLineageStore.from_config(config.vertex)
     if args.metadata_config:
-        return open_store(connection_config=load_connection_config(args.metadata_config))
-    return open_store(args.metadata or config.local.metadata_path)
+        return MlmdLineageStore(
+            open_store(connection_config=load_connection_config(args.metadata_config))
+        )
+    return MlmdLineageStore(open_store(args.metadata or config.local.metadata_path))
 
 
 def _show(args: argparse.Namespace, config: _Config, store: _Store) -> LineageGraph:
@@ -170,14 +189,14 @@ def _downstream(args: argparse.Namespace, config: _Config, store: _Store) -> Lin
 
 
 def _trace_event(args: argparse.Namespace, config: _Config, store: _Store) -> LineageGraph:
-    """Asks the emulator given, or one started on the run's tables, or real BigQuery.
+    """Asks the emulator given, or one started on the run's tables, or real BigQuery;
+    a run on Vertex logged to real BigQuery in `vertex.bigquery_project`.
 
     local_runner (and with it TFX) is imported only when an emulator has to start.
     """
-    if args.bigquery_endpoint:
-        endpoints = clients.BigQueryEndpoints(
-            config.bigquery.project, rest_endpoint=args.bigquery_endpoint
-        )
+    project = config.vertex.bigquery_project_id if args.vertex else config.bigquery.project
+    if args.bigquery_endpoint or args.vertex:
+        endpoints = clients.BigQueryEndpoints(project, rest_endpoint=args.bigquery_endpoint)
         return _trace_event_at(args, config, store, endpoints)
     from tfx_pipeline.local import runner as local_runner
 

@@ -1,4 +1,4 @@
-"""The lineage graph (nodes, edges, runs) and building it from MLMD subgraphs.
+"""The lineage graph (nodes and edges) and building it from MLMD subgraphs.
 
 One link is not an MLMD event: ExampleGen reads BigQuery tables named in its
 query, and artifacts with a `table` property (the Generator's batches) wrote
@@ -11,17 +11,15 @@ import re
 from typing import Any, Dict, Iterable, List, Optional, Set, Tuple
 
 from google.protobuf import json_format
-from ml_metadata import metadata_store
 from ml_metadata.proto import metadata_store_pb2
 from tfx.proto import example_gen_pb2
 
-from tfx_pipeline.lineage.store import by_property, context_order, iso_time, string_property
+from tfx_pipeline.lineage.lineage_store import LineageStore
+from tfx_pipeline.lineage.store import context_order, iso_time, string_property
 
-UPSTREAM, DOWNSTREAM, NEIGHBOURS = "upstream", "downstream", "neighbours"
 _TABLE_ID = re.compile(r"`([A-Za-z0-9_.:-]+)`")
 _WINDOW_BOUND = re.compile(r"([\w.]+) (>=|<) TIMESTAMP\('([^']+)'\)")
 _SQL_START = re.compile(r"\s*(SELECT|WITH)\b", re.IGNORECASE)
-_FILTER_UNSAFE = re.compile(r"[^A-Za-z0-9.:-]")
 _Event = metadata_store_pb2.Event
 _INPUT_EVENTS = {_Event.INPUT, _Event.DECLARED_INPUT, _Event.INTERNAL_INPUT}
 
@@ -83,31 +81,10 @@ class LineageGraph:
         )
 
 
-@dataclasses.dataclass(frozen=True)
-class RunExecution:
-    node: str
-    execution_id: int
-    state: str
-    start: str
-    end: str
-
-
-@dataclasses.dataclass(frozen=True)
-class PipelineRun:
-    """One pipeline run: its status, time span and component executions."""
-
-    pipeline: str
-    run_id: str
-    status: str
-    start: str
-    end: str
-    executions: List[RunExecution]
-
-
 class GraphBuilder:
     """Accumulates MLMD subgraphs and the table links between them."""
 
-    def __init__(self, store: metadata_store.MetadataStore):
+    def __init__(self, store: LineageStore):
         self._store = store
         self._artifacts: Dict[int, metadata_store_pb2.Artifact] = {}
         self._executions: Dict[int, metadata_store_pb2.Execution] = {}
@@ -180,19 +157,11 @@ class GraphBuilder:
         self._edges.add(LineageEdge(key, _execution_key(execution_id), "reads"))
 
     def _writers_before(self, table: str, before_ms: int) -> List[metadata_store_pb2.Artifact]:
-        candidates = by_property(
-            self._store.get_artifacts,
-            f"table.string_value LIKE '{_like_pattern(table)}'",
-            f"create_time_since_epoch < {before_ms} AND state = LIVE",
-        )
+        candidates = self._store.table_writers(table, before_ms)
         return [a for a in candidates if string_property(a, "table") == table]
 
     def _readers_after(self, table: str, after_ms: int) -> List[metadata_store_pb2.Execution]:
-        candidates = by_property(
-            self._store.get_executions,
-            f"input_config.string_value LIKE '%`{_like_pattern(table)}`%'",
-            f"create_time_since_epoch > {after_ms}",
-        )
+        candidates = self._store.table_readers(table, after_ms)
         return [e for e in candidates if table in _query_tables(_execution_query(e))]
 
     def _annotate_executions(self) -> None:
@@ -353,16 +322,6 @@ def _query_tables(query: str) -> List[str]:
     return sorted(set(_TABLE_ID.findall(query)))
 
 
-def _like_pattern(value: str) -> str:
-    """`value` as a LIKE pattern that matches it and may match more; callers compare exactly.
-
-    MLMD's filter syntax has no LIKE escape and does not pass a backslash through, so
-    quotes, `%` and backslashes cannot be written literally: each character outside a
-    table id's plain set becomes `_`, which matches any one character, itself included.
-    """
-    return _FILTER_UNSAFE.sub("_", value)
-
-
 def _query_window(query: str) -> Dict[str, str]:
     """The time bounds a query applies; an empty bound means open."""
     window = {"column": "", "start": "", "end": ""}
@@ -410,6 +369,6 @@ def _node_order(node: LineageNode) -> Tuple[str, int, str]:
 
 
 def _sorted_pairs(
-    pairs: Iterable[Tuple[LineageEdge, LineageNode]]
+    pairs: Iterable[Tuple[LineageEdge, LineageNode]],
 ) -> List[Tuple[LineageEdge, LineageNode]]:
     return sorted(pairs, key=lambda pair: _node_order(pair[1]))

@@ -8,14 +8,8 @@ import shutil
 import subprocess
 from typing import Any, Callable, Dict, List, Optional, Set, Tuple
 
-from tfx_pipeline.lineage.graph import (
-    NEIGHBOURS,
-    UPSTREAM,
-    LineageEdge,
-    LineageGraph,
-    LineageNode,
-    PipelineRun,
-)
+from tfx_pipeline.lineage.graph import LineageEdge, LineageGraph, LineageNode
+from tfx_pipeline.lineage.lineage_store import NEIGHBOURS, UPSTREAM, PipelineRun
 from tfx_pipeline.lineage.store import LineageError
 
 _NOISE_PROPERTIES = frozenset({"tfx_version", "is_external"})

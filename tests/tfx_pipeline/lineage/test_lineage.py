@@ -8,8 +8,6 @@ import json
 import pathlib
 import shutil
 import sqlite3
-import time
-from typing import Optional
 
 import pytest
 from ml_metadata import metadata_store
@@ -21,9 +19,12 @@ from custom_components.movielens_generator import logged_data
 from custom_components.movielens_generator.component import LoggedInteractions
 from simulation.bandit_loader import load_movielens_bandit
 from simulation.movielens_data import default_data_dir
+from tests.tfx_pipeline.lineage.hand_built_run import HandBuiltRun
 from tfx_pipeline.config import PipelineConfig
 from tfx_pipeline.lineage import cli as lineage_cli
-from tfx_pipeline.lineage.graph import UPSTREAM, LineageEdge, LineageGraph, LineageNode
+from tfx_pipeline.lineage.graph import LineageEdge, LineageGraph, LineageNode
+from tfx_pipeline.lineage.lineage_store import UPSTREAM
+from tfx_pipeline.lineage.mlmd_store import MlmdLineageStore
 from tfx_pipeline.lineage.queries import (
     find_pushed_model,
     list_runs,
@@ -83,8 +84,8 @@ class TwoRuns:
     def store_path(self) -> pathlib.Path:
         return self.config.local.metadata_path
 
-    def store(self) -> metadata_store.MetadataStore:
-        return open_store(self.store_path)
+    def store(self) -> MlmdLineageStore:
+        return MlmdLineageStore(open_store(self.store_path))
 
 
 @pytest.fixture(scope="module")
@@ -250,8 +251,8 @@ def test_retrained_model_traces_to_the_serving_log_window_in_its_own_run(runs):
 @needs_movielens
 def test_downstream_of_the_first_data_finds_exactly_the_first_model(runs):
     store = runs.store()
-    (examples, _) = sorted(store.get_artifacts_by_type("Examples"), key=lambda a: a.id)
-    (batch,) = store.get_artifacts_by_type(BATCH)
+    (examples, _) = sorted(store.artifacts_of_type("Examples"), key=lambda a: a.id)
+    (batch,) = store.artifacts_of_type(BATCH)
 
     from_examples = trace_downstream(store, examples.id)
     from_batch = trace_downstream(store, batch.id)
@@ -408,7 +409,7 @@ def test_a_store_without_runs_says_so(tmp_path):
     )
     metadata_store.MetadataStore(config)
 
-    store = open_store(path)
+    store = open_store(path)  # an MLMD store as such, as Python callers pass it
     with pytest.raises(LineageError, match="no pipeline runs yet"):
         list_runs(store)
     with pytest.raises(LineageError, match="holds no pushed models"):
@@ -456,7 +457,7 @@ def test_tracing_follows_events_not_component_names(tmp_path):
     """A hand-built store: an Evaluator between Trainer and Pusher, the batch's
     table recorded as a custom property; neither needs any change to the tracer."""
     path = tmp_path / "metadata.sqlite"
-    steps = _HandBuiltRun(path)
+    steps = HandBuiltRun(path)
     batch = steps.run("Generator", {}, {"batch": ("Batch", {"table": "p.d.logged"})})
     query = "SELECT * FROM `p.d.logged` WHERE event_time < TIMESTAMP('2030-01-01T00:00:00+00:00')"
     input_config = json.dumps({"splits": [{"name": "single_split", "pattern": query}]})
@@ -471,7 +472,7 @@ def test_tracing_follows_events_not_component_names(tmp_path):
         {"pushed_model": ("PushedModel", {"pushed": 1, "pushed_version": "42"})},
     )
 
-    store = open_store(path)
+    store = MlmdLineageStore(open_store(path))
     graph = trace_upstream(store, find_pushed_model(store, model_version="42").id)
 
     assert ("Evaluator", "output", "ModelBlessing") in _type_edges(graph)
@@ -489,7 +490,7 @@ def test_tracing_follows_events_not_component_names(tmp_path):
 def test_table_names_with_filter_syntax_neither_break_nor_widen_the_table_links(tmp_path):
     """Table properties go into MLMD filter strings: a quote must not break the query,
     and LIKE's `_` or a case difference must not link a batch to another table."""
-    steps = _HandBuiltRun(tmp_path / "metadata.sqlite")
+    steps = HandBuiltRun(tmp_path / "metadata.sqlite")
     quoted, exact, *lookalikes = [
         steps.run(f"Generator{i}", {}, {"batch": ("Batch", {"table": table})})
         for i, table in enumerate(
@@ -502,69 +503,10 @@ def test_table_names_with_filter_syntax_neither_break_nor_widen_the_table_links(
         "ExampleGen", {}, {"examples": ("Examples", {})}, {"input_config": input_config}
     )
 
-    store = open_store(tmp_path / "metadata.sqlite")
+    store = MlmdLineageStore(open_store(tmp_path / "metadata.sqlite"))
     assert list(trace_downstream(store, quoted.id).nodes) == [f"artifact:{quoted.id}"]
-    writers = {
-        e.source for e in trace_upstream(store, examples.id).edges if e.kind == "wrote"
-    }
+    writers = {e.source for e in trace_upstream(store, examples.id).edges if e.kind == "wrote"}
     assert writers == {f"artifact:{exact.id}"}
     for lookalike in lookalikes:
         assert trace_downstream(store, lookalike.id).of_type("Examples") == []
     assert [n.id for n in trace_downstream(store, exact.id).of_type("Examples")] == [examples.id]
-
-
-class _HandBuiltRun:
-    """Records component executions into a fresh MLMD store the way TFX does."""
-
-    def __init__(self, path: pathlib.Path):
-        config = metadata_store_pb2.ConnectionConfig()
-        config.sqlite.filename_uri = str(path)
-        config.sqlite.connection_mode = (
-            metadata_store_pb2.SqliteMetadataSourceConfig.READWRITE_OPENCREATE
-        )
-        self._store = metadata_store.MetadataStore(config)
-        self._contexts = [self._context("pipeline", "p"), self._context("pipeline_run", "r1")]
-
-    def run(self, node: str, inputs: dict, outputs: dict, properties: Optional[dict] = None):
-        """One COMPLETE execution; returns its single output artifact."""
-        time.sleep(0.01)  # MLMD times are in milliseconds; keep steps apart
-        execution = metadata_store_pb2.Execution(
-            type_id=self._store.put_execution_type(metadata_store_pb2.ExecutionType(name=node)),
-            last_known_state=metadata_store_pb2.Execution.COMPLETE,
-        )
-        for name, value in (properties or {}).items():
-            execution.custom_properties[name].string_value = value
-        events = [(a, _event(metadata_store_pb2.Event.INPUT, k)) for k, a in inputs.items()]
-        for key, (type_name, custom) in outputs.items():
-            artifact = metadata_store_pb2.Artifact(
-                type_id=self._store.put_artifact_type(
-                    metadata_store_pb2.ArtifactType(name=type_name)
-                ),
-                uri=f"/runs/{node}/{key}",
-                state=metadata_store_pb2.Artifact.LIVE,
-            )
-            for name, value in custom.items():
-                field = "int_value" if isinstance(value, int) else "string_value"
-                setattr(artifact.custom_properties[name], field, value)
-            events.append((artifact, _event(metadata_store_pb2.Event.OUTPUT, key)))
-        contexts = self._contexts + [self._context("node", f"p.{node}")]
-        _, artifact_ids, _ = self._store.put_execution(execution, events, contexts)
-        (output,) = self._store.get_artifacts_by_id(artifact_ids[len(inputs) :])
-        return output
-
-    def _context(self, type_name: str, name: str) -> metadata_store_pb2.Context:
-        type_id = self._store.put_context_type(metadata_store_pb2.ContextType(name=type_name))
-        (context_id,) = self._store.put_contexts(
-            [metadata_store_pb2.Context(type_id=type_id, name=name)]
-        )
-        return self._store.get_contexts_by_id([context_id])[0]
-
-
-def _event(kind: int, key: str) -> metadata_store_pb2.Event:
-    path = metadata_store_pb2.Event.Path(
-        steps=[
-            metadata_store_pb2.Event.Path.Step(key=key),
-            metadata_store_pb2.Event.Path.Step(index=0),
-        ]
-    )
-    return metadata_store_pb2.Event(type=kind, path=path)
