@@ -20,7 +20,8 @@ Vertex AI sets the AIP_* variables; everything project-specific is MLBANDITS_*:
   MLBANDITS_SPOOL_PATH            /tmp/mlbandits/serving-spool.sqlite
   MLBANDITS_SPOOL_MAX_MB          1024 (when full, predictions answer 503 until rows leave)
   MLBANDITS_SHIP_LOGS             true; false keeps rows in the spool for a later shipper
-  MLBANDITS_SHIP_SETTLE_S         5 (wait after a failed insert before asking what landed)
+  MLBANDITS_SHIP_METHOD           write_api (exactly once in the table) | insert_all (at least once)
+  MLBANDITS_SHIP_SETTLE_S         5 (wait after a failed send before asking what landed)
   MLBANDITS_BQ_PROJECT            local-proj
   MLBANDITS_BQ_DATASET            mlbandits
   MLBANDITS_BQ_PREDICTIONS_TABLE  predictions
@@ -65,7 +66,7 @@ from serving.event_spool import EventSpool  # noqa: E402
 from serving.model_registry import ModelRegistry  # noqa: E402
 from serving.per_arm_scorer import load_per_arm_saved_model, load_per_arm_scorer  # noqa: E402
 from serving.policy_scorer import SavedModelScorer, load_policy_scorer  # noqa: E402
-from serving.prediction_logger import PredictionLogger  # noqa: E402
+from serving.prediction_logger import SHIP_METHODS, WRITE_API, PredictionLogger  # noqa: E402
 from serving.server import BanditServer  # noqa: E402
 from serving.settings import ServingSettings  # noqa: E402
 from serving.spool_maintenance import SpoolMaintenance  # noqa: E402
@@ -120,6 +121,7 @@ class ContainerSettings:
     spool_path: Path
     spool_max_mb: float
     ship_logs: bool
+    ship_method: str
     ship_settle_s: float
     endpoints: BigQueryEndpoints
     dataset: str
@@ -157,6 +159,13 @@ def settings_from_env(env: Mapping[str, str], scorer: Optional[str] = None) -> C
     if not ship_settle_s >= 0:
         raise SettingsError(f"MLBANDITS_SHIP_SETTLE_S: must be >= 0, got {ship_settle_s}")
     project, dataset, predictions_table, rewards_table = _bigquery_names(env)
+    endpoints = BigQueryEndpoints(
+        project=project,
+        rest_endpoint=env.get("MLBANDITS_BQ_REST_ENDPOINT") or None,
+        grpc_endpoint=env.get("MLBANDITS_BQ_GRPC_ENDPOINT") or None,
+    )
+    ship_logs = _flag(env, "MLBANDITS_SHIP_LOGS", True)
+    ship_method = _ship_method(env, endpoints, ship_logs)
     return ContainerSettings(
         storage_uri=storage_uri,
         serving=serving,
@@ -165,17 +174,31 @@ def settings_from_env(env: Mapping[str, str], scorer: Optional[str] = None) -> C
         seed=_number(env, "MLBANDITS_SEED", int, 0) if seed else None,
         spool_path=Path(env.get("MLBANDITS_SPOOL_PATH", "/tmp/mlbandits/serving-spool.sqlite")),
         spool_max_mb=spool_max_mb,
-        ship_logs=_flag(env, "MLBANDITS_SHIP_LOGS", True),
+        ship_logs=ship_logs,
+        ship_method=ship_method,
         ship_settle_s=ship_settle_s,
-        endpoints=BigQueryEndpoints(
-            project=project,
-            rest_endpoint=env.get("MLBANDITS_BQ_REST_ENDPOINT") or None,
-            grpc_endpoint=env.get("MLBANDITS_BQ_GRPC_ENDPOINT") or None,
-        ),
+        endpoints=endpoints,
         dataset=dataset,
         predictions_table=predictions_table,
         rewards_table=rewards_table,
     )
+
+
+def _ship_method(env: Mapping[str, str], endpoints: BigQueryEndpoints, ship_logs: bool) -> str:
+    """MLBANDITS_SHIP_METHOD, checked against the endpoints it would ship to."""
+    method = env.get("MLBANDITS_SHIP_METHOD", "").strip().lower() or WRITE_API
+    if method not in SHIP_METHODS:
+        raise SettingsError(
+            f"MLBANDITS_SHIP_METHOD: {method!r} is not one of {', '.join(SHIP_METHODS)} "
+            "(write_api: each row once in the table; insert_all: at least once)"
+        )
+    if ship_logs and method == WRITE_API and endpoints.is_emulator and not endpoints.grpc_endpoint:
+        raise SettingsError(
+            "MLBANDITS_BQ_GRPC_ENDPOINT: the Storage Write API (MLBANDITS_SHIP_METHOD=write_api) "
+            "speaks gRPC: set it to the emulator's host:port beside MLBANDITS_BQ_REST_ENDPOINT, "
+            "or set MLBANDITS_SHIP_METHOD=insert_all"
+        )
+    return method
 
 
 def _bigquery_names(env: Mapping[str, str]) -> Tuple[str, ...]:
@@ -212,6 +235,7 @@ def build_app(settings: ContainerSettings) -> web.Application:
         settings.predictions_table,
         settings.rewards_table,
         settle_s=settings.ship_settle_s,
+        ship_method=settings.ship_method,
     )
     if settings.ship_logs:
         logger.start()

@@ -10,6 +10,12 @@ transaction survives the death of the process (SIGKILL included); after an OS
 crash or power loss the last few transactions may roll back, the file stays
 consistent.
 
+Write streams: for BigQuery's Storage Write API the spool also holds, per
+destination, the COMMITTED write stream in use and the offset its next batch
+gets, and on each outbox row the stream and offset of the batch it was last
+sent in; so a restarted shipper resends exactly the same rows at exactly the
+same offset (see `serving.prediction_logger`).
+
 Size: the database file is capped (`max_bytes`, SQLite's max_page_count) and the
 WAL is truncated to `WAL_SIZE_LIMIT_BYTES` after each completed checkpoint; the
 checkpoints and the pruning of the served registry run from
@@ -45,9 +51,16 @@ CREATE TABLE IF NOT EXISTS outbox (
     destination TEXT NOT NULL,
     event_id TEXT NOT NULL,
     payload TEXT NOT NULL,
-    attempts INTEGER NOT NULL DEFAULT 0
+    attempts INTEGER NOT NULL DEFAULT 0,
+    stream_name TEXT,
+    stream_offset INTEGER
 );
 CREATE INDEX IF NOT EXISTS outbox_by_destination ON outbox (destination, seq);
+CREATE TABLE IF NOT EXISTS write_streams (
+    destination TEXT PRIMARY KEY,
+    stream_name TEXT NOT NULL,
+    next_offset INTEGER NOT NULL
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS served (
     event_id TEXT PRIMARY KEY,
     served_at REAL NOT NULL,
@@ -55,6 +68,14 @@ CREATE TABLE IF NOT EXISTS served (
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS served_by_time ON served (served_at);
 """
+# Columns added to the outbox after spools were first deployed: an older spool
+# file gets them on open. The index needs them, so it is created after.
+_OUTBOX_COLUMNS_ADDED = {"stream_name": "TEXT", "stream_offset": "INTEGER"}
+_OUTBOX_BY_STREAM = (
+    "CREATE INDEX IF NOT EXISTS outbox_by_stream ON outbox (stream_name, stream_offset, seq) "
+    "WHERE stream_name IS NOT NULL"
+)
+_OUTBOX_COLUMNS = "seq, destination, event_id, payload, attempts, stream_name, stream_offset"
 
 
 class RewardStatus(enum.Enum):
@@ -75,13 +96,27 @@ class SpoolFullError(RuntimeError):
 
 @dataclasses.dataclass(frozen=True)
 class OutboxRecord:
-    """One row waiting for BigQuery; `attempts` > 0 means it may already have landed."""
+    """One row waiting for BigQuery; `attempts` > 0 means it may already have landed.
+
+    `stream_name` and `stream_offset`: the Write API stream and offset of the
+    batch this row was sent in, whose fate is not known yet; None if unassigned.
+    """
 
     seq: int
     destination: str
     event_id: str
     payload: dict[str, Any]
     attempts: int
+    stream_name: Optional[str]
+    stream_offset: Optional[int]
+
+
+@dataclasses.dataclass(frozen=True)
+class WriteStreamPosition:
+    """A destination's open write stream and the offset its next batch gets."""
+
+    stream_name: str
+    next_offset: int
 
 
 class EventSpool:
@@ -131,25 +166,32 @@ class EventSpool:
             conn.close()
 
     @contextlib.contextmanager
-    def _transaction(self) -> Iterator[sqlite3.Connection]:
+    def _transaction(self, durable: bool = False) -> Iterator[sqlite3.Connection]:
         """A write transaction: committed on success, rolled back on any error.
 
         A failed COMMIT (disk full, I/O error) can leave SQLite's transaction
         open, and then every later BEGIN would fail until a restart; so the
         COMMIT is inside the try and the rollback runs whenever one is open.
-        A full spool or disk raises SpoolFullError.
+        A full spool or disk raises SpoolFullError. `durable` syncs the commit
+        to disk (synchronous=FULL), so it survives an OS crash or power loss too.
         """
         with self._lock:
-            self._conn.execute("BEGIN IMMEDIATE")
+            if durable:
+                self._conn.execute("PRAGMA synchronous=FULL")
             try:
-                yield self._conn
-                self._conn.execute("COMMIT")
-            except BaseException as error:
-                if self._conn.in_transaction:
-                    self._conn.execute("ROLLBACK")
-                if _is_full(error):
-                    raise SpoolFullError(self._full_message()) from error
-                raise
+                self._conn.execute("BEGIN IMMEDIATE")
+                try:
+                    yield self._conn
+                    self._conn.execute("COMMIT")
+                except BaseException as error:
+                    if self._conn.in_transaction:
+                        self._conn.execute("ROLLBACK")
+                    if _is_full(error):
+                        raise SpoolFullError(self._full_message()) from error
+                    raise
+            finally:
+                if durable:
+                    self._conn.execute("PRAGMA synchronous=NORMAL")
 
     def _full_message(self) -> str:
         cap = f"its cap of {self.max_bytes / _MB:g} MB" if self.max_bytes else "no cap"
@@ -200,23 +242,123 @@ class EventSpool:
 
     def peek(self, limit: int, destination: Optional[str] = None) -> list[OutboxRecord]:
         """The oldest `limit` outbox rows, of one destination if given; they stay spooled."""
-        query = "SELECT seq, destination, event_id, payload, attempts FROM outbox"
+        query = f"SELECT {_OUTBOX_COLUMNS} FROM outbox"
         params: tuple[Any, ...] = (limit,)
         if destination is not None:
             query += " WHERE destination = ?"
             params = (destination, limit)
         with self._lock:
             rows = self._conn.execute(query + " ORDER BY seq LIMIT ?", params).fetchall()
-        return [
-            OutboxRecord(seq, dest, event_id, json.loads(payload), attempts)
-            for seq, dest, event_id, payload, attempts in rows
-        ]
+        return _records(rows)
+
+    def next_batch(self, limit: int, destination: str) -> list[OutboxRecord]:
+        """What the Write API shipper sends next, oldest first; the rows stay spooled.
+
+        If the oldest row was sent on a write stream, its whole batch (the rows of
+        that stream and offset, whatever `limit` is now), which must be resent
+        unchanged; else up to `limit` of the oldest rows not assigned to a stream.
+        """
+        with self._lock:
+            head = self._conn.execute(
+                "SELECT stream_name, stream_offset FROM outbox WHERE destination = ? "
+                "ORDER BY seq LIMIT 1",
+                (destination,),
+            ).fetchone()
+            if head is None:
+                return []
+            if head[0] is not None:
+                rows = self._conn.execute(
+                    f"SELECT {_OUTBOX_COLUMNS} FROM outbox "
+                    "WHERE stream_name = ? AND stream_offset = ? ORDER BY seq",
+                    head,
+                ).fetchall()
+            else:
+                rows = self._conn.execute(
+                    f"SELECT {_OUTBOX_COLUMNS} FROM outbox "
+                    "WHERE destination = ? AND stream_name IS NULL ORDER BY seq LIMIT ?",
+                    (destination, limit),
+                ).fetchall()
+        return _records(rows)
 
     def mark_attempted(self, seqs: Iterable[int]) -> None:
-        """Records, before sending, that these rows may land: a later sender checks them first."""
+        """Records, before sending, that these rows may land: a later sender checks them first.
+
+        For insertAll: a write-stream assignment is dropped, as the rows leave that path.
+        """
         with self._transaction() as conn:
             conn.executemany(
-                "UPDATE outbox SET attempts = attempts + 1 WHERE seq = ?", [(s,) for s in seqs]
+                "UPDATE outbox SET attempts = attempts + 1, stream_name = NULL, "
+                "stream_offset = NULL WHERE seq = ?",
+                [(s,) for s in seqs],
+            )
+
+    def write_stream(self, destination: str) -> Optional[WriteStreamPosition]:
+        """The destination's open write stream, None if it has none."""
+        with self._lock:
+            found = self._conn.execute(
+                "SELECT stream_name, next_offset FROM write_streams WHERE destination = ?",
+                (destination,),
+            ).fetchone()
+        return WriteStreamPosition(*found) if found else None
+
+    def open_write_stream(self, destination: str, stream_name: str) -> None:
+        """Records a new, empty write stream for a destination that has none open."""
+        with self._transaction() as conn:
+            conn.execute(
+                "INSERT INTO write_streams (destination, stream_name, next_offset) "
+                "VALUES (?, ?, 0)",
+                (destination, stream_name),
+            )
+
+    def assign_to_stream(self, destination: str, seqs: list[int]) -> list[OutboxRecord]:
+        """Before sending: gives the rows, in `seqs` order, the next offsets of the open stream.
+
+        Marks them attempted in the same transaction, synced to disk: were it lost
+        in an OS crash after the rows landed, their offsets would go to other rows
+        later, and those would be taken for landed. Raises LookupError if the
+        destination has no open stream. Returns the rows as assigned.
+        """
+        with self._transaction(durable=True) as conn:
+            found = conn.execute(
+                "SELECT stream_name, next_offset FROM write_streams WHERE destination = ?",
+                (destination,),
+            ).fetchone()
+            if found is None:
+                raise LookupError(f"no write stream is open for {destination}; open one first")
+            stream_name, offset = found
+            conn.executemany(
+                "UPDATE outbox SET attempts = attempts + 1, stream_name = ?, stream_offset = ? "
+                "WHERE seq = ? AND destination = ?",
+                [(stream_name, offset, seq, destination) for seq in seqs],
+            )
+            conn.execute(
+                "UPDATE write_streams SET next_offset = ? WHERE destination = ?",
+                (offset + len(seqs), destination),
+            )
+            rows = conn.execute(
+                f"SELECT {_OUTBOX_COLUMNS} FROM outbox "
+                "WHERE stream_name = ? AND stream_offset = ? ORDER BY seq",
+                (stream_name, offset),
+            ).fetchall()
+        if len(rows) != len(seqs):
+            raise LookupError(f"of {len(seqs)} rows to assign only {len(rows)} are spooled")
+        return _records(rows)
+
+    def retire_write_stream(self, destination: str, stream_name: str) -> None:
+        """Forgets a lost stream; its rows keep `attempts` > 0 and lose their assignment.
+
+        Whether they landed is unknown, so the shipper asks the table before it
+        sends them again, on a new stream.
+        """
+        with self._transaction() as conn:
+            conn.execute(
+                "UPDATE outbox SET stream_name = NULL, stream_offset = NULL "
+                "WHERE stream_name = ?",
+                (stream_name,),
+            )
+            conn.execute(
+                "DELETE FROM write_streams WHERE destination = ? AND stream_name = ?",
+                (destination, stream_name),
             )
 
     def remove(self, seqs: Iterable[int]) -> None:
@@ -271,8 +413,21 @@ class EventSpool:
 
 
 def _create_schema(conn: sqlite3.Connection) -> None:
+    """Creates what is missing, including columns a spool file of an older version lacks."""
     for statement in filter(str.strip, _SCHEMA.split(";")):
         conn.execute(statement)
+    existing = {row[1] for row in conn.execute("PRAGMA table_info(outbox)")}
+    for column, kind in _OUTBOX_COLUMNS_ADDED.items():
+        if column not in existing:
+            conn.execute(f"ALTER TABLE outbox ADD COLUMN {column} {kind}")
+    conn.execute(_OUTBOX_BY_STREAM)
+
+
+def _records(rows: list[tuple]) -> list[OutboxRecord]:
+    return [
+        OutboxRecord(seq, destination, event_id, json.loads(payload), attempts, stream, offset)
+        for seq, destination, event_id, payload, attempts, stream, offset in rows
+    ]
 
 
 def _is_full(error: BaseException) -> bool:

@@ -1,29 +1,43 @@
 """Ships served predictions and rewards to BigQuery without making a request wait for it.
 
 Requests only write the durable `EventSpool`; one background thread reads it a
-batch at a time, streams the batch into BigQuery and deletes it from the spool
+batch at a time, sends the batch to BigQuery and deletes it from the spool
 once BigQuery confirmed it. Failures are retried with capped, jittered
 exponential back-off for as long as it takes, so an outage costs disk, not
-memory, and never loses a row.
+memory, and never loses a row: every spooled row lands at least once,
+whatever fails. How often a row can land is the shipping method's business
+(`ship_method`; the container's MLBANDITS_SHIP_METHOD); real BigQuery serves
+both, the emulator too.
 
-What the tables hold, exactly:
-- Every row a request spooled lands at least once (it leaves the spool only
-  after BigQuery confirmed it or was seen to hold it), whatever fails.
-- Before a batch is sent its rows are marked as attempted. A marked row still
-  in the spool may have landed (a reset connection, a timeout, a crash between
-  the insert and the spool delete), so before it is sent again the table is
-  asked which of those event ids it holds, and those are not resent. The
-  question is asked no earlier than `settle_s` after the last insert that could
-  have carried them (after a restart: `settle_s` after start), so an insert
-  still committing when its connection broke is seen if it commits within
-  `settle_s`. Only an insert that commits later than that is sent again and
-  lands twice; insertId (the event id) lets real BigQuery drop such a resend
-  within its best-effort window of about a minute; the emulator keeps both.
-- So the tables are at-least-once: a duplicate row carries the same event id
-  and the same values. Readers de-duplicate by event id (the retraining
-  queries keep one row per event id), which makes what they read exactly-once.
-  BigQuery's Storage Write API would make the table itself exactly-once
-  (committed streams with offsets); this logger uses insertAll.
+"write_api" (default): exactly once in the table, through BigQuery's Storage
+Write API. Per destination table one COMMITTED write stream, its name and next
+offset kept in the spool. Before a batch is sent, the transaction that marks
+its rows attempted also gives them the stream's next offsets (synced to disk);
+the batch is appended at that offset. Whatever fails after that (a reset
+connection, a timeout, this process killed), the same rows are sent again at
+the same offset on the same stream, by this process or the next one on the
+spool: the stream accepts them if they are not there and answers
+ALREADY_EXISTS if an earlier append landed them, however late it committed;
+then they leave the spool unsent. Only when the stream itself is lost (not
+found, finalized, expired, or behind the spool's offsets: OUT_OF_RANGE) is a
+batch's fate unknown; it then takes the insert_all way below (a read-back of
+its event ids after the settle delay), and the next batch opens a new stream.
+So a row lands twice only if its stream is lost while an append of it is still
+committing later than `settle_s` after its call failed, or if the spool loses
+its file.
+
+"insert_all": at least once in the table, through the legacy streaming API
+(tabledata.insertAll). A row marked attempted and still spooled may have
+landed (a reset connection, a timeout, a crash between the insert and the spool
+delete), so before it is sent again the table is asked which of those event ids
+it holds, and those are not resent. The question is asked no earlier than
+`settle_s` after the last insert that could have carried them (after a restart:
+`settle_s` after start), so an insert still committing when its connection broke
+is seen if it commits within `settle_s`. Only an insert that commits later than
+that is sent again and lands twice; insertId (the event id) lets real BigQuery
+drop such a resend within its best-effort window of about a minute; the emulator
+keeps both. Duplicates carry the same event id and values; readers
+de-duplicate by event id (the retraining queries keep one row per event id).
 """
 
 from __future__ import annotations
@@ -42,10 +56,22 @@ from google.cloud import bigquery
 
 from bandit_core.bigquery.clients import BigQueryEndpoints, make_bigquery_client
 from bandit_core.bigquery.tables import PREDICTIONS_SCHEMA, REWARDS_SCHEMA, ensure_table
+from serving.committed_stream import AppendOutcome, CommittedStreamWriter
 from serving.event_spool import PREDICTIONS, REWARDS, EventSpool, OutboxRecord, RewardStatus
+from serving.write_stream_rows import RowMessages
+
+WRITE_API = "write_api"
+INSERT_ALL = "insert_all"
+SHIP_METHODS = (WRITE_API, INSERT_ALL)
 
 _LOG = logging.getLogger(__name__)
 _SCHEMAS = {PREDICTIONS: PREDICTIONS_SCHEMA, REWARDS: REWARDS_SCHEMA}
+_ROW_MESSAGES = {
+    PREDICTIONS: RowMessages(PREDICTIONS_SCHEMA, "Prediction"),
+    REWARDS: RowMessages(REWARDS_SCHEMA, "Reward"),
+}
+# BigQuery takes at most 10 MB per AppendRows request; the rest is the request's envelope.
+_MAX_APPEND_BYTES = 9 * 1024 * 1024
 _PYTHON_TYPES: dict[str, frozenset[type]] = {
     "STRING": frozenset({str}),
     "INT64": frozenset({int}),
@@ -76,6 +102,8 @@ class LoggerStats:
 
     pending: int
     shipped: int
+    # Inserts or appends BigQuery confirmed: `shipped / batches` rows per call.
+    batches: int
     already_landed: int
     failed_attempts: int
     last_error: Optional[str]
@@ -97,14 +125,19 @@ class PredictionLogger:
         max_backoff_s: float = 10.0,
         request_timeout_s: float = 5.0,
         settle_s: float = 5.0,
+        ship_method: str = WRITE_API,
     ) -> None:
-        """`settle_s`: how long after an insert that may have landed the table is asked which
-        of its rows it holds (see the module docstring). The spool's size is kept bounded by
-        `serving.spool_maintenance`, not here."""
+        """`settle_s`: how long after a send that may have landed the table is asked which
+        of its rows it holds; `ship_method`: one of SHIP_METHODS (see the module docstring).
+        The spool's size is kept bounded by `serving.spool_maintenance`, not here."""
         if batch_size < 1:
             raise ValueError(f"batch_size must be positive, got {batch_size}")
         if settle_s < 0:
             raise ValueError(f"settle_s must be >= 0, got {settle_s}")
+        if ship_method not in SHIP_METHODS:
+            raise ValueError(
+                f"ship_method {ship_method!r} is not one of {', '.join(SHIP_METHODS)}"
+            )
         self._spool = spool
         self._endpoints = endpoints
         self._dataset = dataset
@@ -115,9 +148,11 @@ class PredictionLogger:
         self._max_backoff_s = max_backoff_s
         self._request_timeout_s = request_timeout_s
         self._settle_s = settle_s
+        self._ship_method = ship_method
         # Until then a read-back could miss rows of an insert that is still committing.
         self._settled_at = math.inf
         self._client: Optional[bigquery.Client] = None
+        self._writer: Optional[CommittedStreamWriter] = None
         self._table_ids: dict[str, str] = {}
         self._wake = threading.Event()
         self._closing = threading.Event()
@@ -125,6 +160,7 @@ class PredictionLogger:
         self._thread: Optional[threading.Thread] = None
         self._lock_file: Optional[IO[str]] = None
         self._shipped = 0
+        self._batches = 0
         self._already_landed = 0
         self._failed_attempts = 0
         self._last_error: Optional[str] = None
@@ -133,6 +169,13 @@ class PredictionLogger:
         """Starts the shipper thread; raises ShipperAlreadyRunning if another holds the spool."""
         if self._thread is not None:
             raise RuntimeError("PredictionLogger.start() called twice")
+        endpoints = self._endpoints
+        if self._ship_method == WRITE_API and endpoints.is_emulator and not endpoints.grpc_endpoint:
+            raise ValueError(
+                "the Storage Write API (ship_method write_api) speaks gRPC, but the emulator's "
+                "gRPC endpoint is not set: set it (MLBANDITS_BQ_GRPC_ENDPOINT) or ship with "
+                "insert_all (MLBANDITS_SHIP_METHOD=insert_all)"
+            )
         self._lock_file = _lock_spool(self._spool)
         # A previous process may have sent the attempted rows just before it died.
         self._settled_at = time.monotonic() + self._settle_s
@@ -174,6 +217,7 @@ class PredictionLogger:
         return LoggerStats(
             pending=self._spool.pending_count(),
             shipped=self._shipped,
+            batches=self._batches,
             already_landed=self._already_landed,
             failed_attempts=self._failed_attempts,
             last_error=self._last_error,
@@ -213,20 +257,20 @@ class PredictionLogger:
     def _ship_round(self) -> int:
         """Ships at most one batch per destination; returns the largest batch's size, 0 if none."""
         self._connect()
+        ship = self._append_batch if self._ship_method == WRITE_API else self._insert_batch
         largest_batch = 0
         for destination, table_id in self._table_ids.items():
             if self._past_deadline():
                 break
-            batch = self._spool.peek(self._batch_size, destination)
-            if batch:
-                self._ship_batch(table_id, batch)
-                largest_batch = max(largest_batch, len(batch))
+            largest_batch = max(largest_batch, ship(destination, table_id))
         return largest_batch
 
     def _connect(self) -> None:
         """Creates the client and the tables on first use: an outage at start-up is retried too."""
         if self._client is None:
             self._client = make_bigquery_client(self._endpoints)
+        if self._writer is None and self._ship_method == WRITE_API:
+            self._writer = CommittedStreamWriter(self._endpoints, self._request_timeout_s)
         if not self._table_ids:
             self._table_ids = {
                 destination: ensure_table(
@@ -240,10 +284,12 @@ class PredictionLogger:
                 for destination, name in self._table_names.items()
             }
 
-    def _ship_batch(self, table_id: str, batch: list[OutboxRecord]) -> None:
+    def _insert_batch(self, destination: str, table_id: str) -> int:
+        """insert_all: one insertAll of the oldest rows; returns how many rows it considered."""
+        batch = self._spool.peek(self._batch_size, destination)
         to_send = self._drop_landed(table_id, batch)
         if not to_send:
-            return
+            return len(batch)
         seqs = [record.seq for record in to_send]
         self._spool.mark_attempted(seqs)
         try:
@@ -253,6 +299,73 @@ class PredictionLogger:
             raise
         self._spool.remove(seqs)
         self._shipped += len(to_send)
+        self._batches += 1
+        return len(batch)
+
+    def _append_batch(self, destination: str, table_id: str) -> int:
+        """write_api: one append of the next batch at its offset; returns how many rows it
+        considered. A batch sent before (by this process or a killed one) is sent unchanged."""
+        batch = self._spool.next_batch(self._batch_size, destination)
+        considered = len(batch)
+        messages = _ROW_MESSAGES[destination]
+        rows = [messages.serialize(record.payload) for record in batch]
+        if batch and batch[0].stream_name is None:
+            batch, rows = self._assign(destination, table_id, batch, rows)
+        if not batch:
+            return considered
+        stream_name, offset = batch[0].stream_name, batch[0].stream_offset
+        try:
+            outcome = self._writer.append(stream_name, offset, messages.descriptor, rows)
+        except Exception:
+            self._settled_at = time.monotonic() + self._settle_s
+            raise
+        seqs = [record.seq for record in batch]
+        if outcome is AppendOutcome.STREAM_LOST:
+            self._spool.retire_write_stream(destination, stream_name)
+            self._settled_at = time.monotonic() + self._settle_s
+            _LOG.warning(
+                "write stream %s is lost: %d rows sent at its offset %d are looked up in %s "
+                "after %.1f s, the others sent on a new stream",
+                stream_name,
+                len(seqs),
+                offset,
+                table_id,
+                self._settle_s,
+            )
+            return considered
+        self._spool.remove(seqs)
+        if outcome is AppendOutcome.APPENDED:
+            self._shipped += len(seqs)
+            self._batches += 1
+        else:
+            self._already_landed += len(seqs)
+            _LOG.info(
+                "%d spooled rows had already landed at offset %d of %s; not resending them",
+                len(seqs),
+                offset,
+                stream_name,
+            )
+        return considered
+
+    def _assign(
+        self, destination: str, table_id: str, batch: list[OutboxRecord], rows: list[bytes]
+    ) -> tuple[list[OutboxRecord], list[bytes]]:
+        """The batch as it will be sent: without the rows the table already holds, cut to fit
+        one AppendRows request, its rows given the destination stream's next offsets."""
+        to_send = {record.seq for record in self._drop_landed(table_id, batch)}
+        kept = [(record, row) for record, row in zip(batch, rows) if record.seq in to_send]
+        size = 0
+        for count, (_, row) in enumerate(kept):
+            size += len(row)
+            if size > _MAX_APPEND_BYTES and count:
+                kept = kept[:count]
+                break
+        if not kept:
+            return [], []
+        if self._spool.write_stream(destination) is None:
+            self._spool.open_write_stream(destination, self._writer.create_stream(table_id))
+        assigned = self._spool.assign_to_stream(destination, [record.seq for record, _ in kept])
+        return assigned, [row for _, row in kept]
 
     def _drop_landed(self, table_id: str, batch: list[OutboxRecord]) -> list[OutboxRecord]:
         """Removes from the spool the attempted rows the table already holds; returns the rest."""

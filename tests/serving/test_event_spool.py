@@ -1,4 +1,5 @@
-"""serving.event_spool and its maintenance: transactions, size cap, WAL and registry bounds."""
+"""serving.event_spool and its maintenance: transactions, size cap, WAL and registry bounds,
+write-stream assignments and the migration of older spool files."""
 
 import sqlite3
 import threading
@@ -6,7 +7,15 @@ import time
 
 import pytest
 
-from serving.event_spool import WAL_SIZE_LIMIT_BYTES, EventSpool, RewardStatus, SpoolFullError
+from serving.event_spool import (
+    PREDICTIONS,
+    REWARDS,
+    WAL_SIZE_LIMIT_BYTES,
+    EventSpool,
+    RewardStatus,
+    SpoolFullError,
+    WriteStreamPosition,
+)
 from serving.spool_maintenance import SpoolMaintenance
 
 
@@ -123,3 +132,119 @@ def test_requests_are_answered_while_a_large_prune_runs(tmp_path):
     assert reader.execute("SELECT COUNT(*) FROM served").fetchone()[0] == request
     reader.close()
     spool.close()
+
+
+def _stream_of(spool: EventSpool, seqs: list) -> set:
+    return {(r.stream_name, r.stream_offset) for r in spool.peek(1000) if r.seq in seqs}
+
+
+def test_batches_get_consecutive_offsets_of_their_destinations_stream(tmp_path):
+    spool = EventSpool(tmp_path / "spool.sqlite")
+    spool.append_predictions([_row(f"e{i}") for i in range(5)])
+    assert spool.write_stream(PREDICTIONS) is None
+    spool.open_write_stream(PREDICTIONS, "streams/p1")
+
+    first = spool.assign_to_stream(PREDICTIONS, [r.seq for r in spool.next_batch(3, PREDICTIONS)])
+
+    assert [(r.event_id, r.stream_name, r.stream_offset, r.attempts) for r in first] == [
+        (f"e{i}", "streams/p1", 0, 1) for i in range(3)
+    ]
+    assert spool.write_stream(PREDICTIONS) == WriteStreamPosition("streams/p1", 3)
+    assert spool.next_batch(2, PREDICTIONS) == first, "an assigned batch comes back whole"
+    spool.remove(r.seq for r in first)
+    second = spool.next_batch(10, PREDICTIONS)
+    assert [r.event_id for r in second] == ["e3", "e4"] and second[0].stream_name is None
+    second = spool.assign_to_stream(PREDICTIONS, [r.seq for r in second])
+    assert {r.stream_offset for r in second} == {3}
+    assert spool.write_stream(PREDICTIONS).next_offset == 5
+    spool.close()
+
+
+def test_a_reopened_spool_has_the_stream_and_the_assigned_batch(tmp_path):
+    with EventSpool(tmp_path / "spool.sqlite") as spool:
+        spool.append_predictions([_row("a"), _row("b")])
+        spool.open_write_stream(PREDICTIONS, "streams/p1")
+        assigned = spool.assign_to_stream(PREDICTIONS, [r.seq for r in spool.peek(10)])
+    with EventSpool(tmp_path / "spool.sqlite") as reopened:
+        assert reopened.write_stream(PREDICTIONS) == WriteStreamPosition("streams/p1", 2)
+        assert reopened.next_batch(1, PREDICTIONS) == assigned
+
+
+def test_a_retired_stream_leaves_its_rows_attempted_and_unassigned(tmp_path):
+    spool = EventSpool(tmp_path / "spool.sqlite")
+    spool.append_predictions([_row("a"), _row("b")])
+    spool.record_reward("a", {"reward": 1.0})
+    spool.open_write_stream(PREDICTIONS, "streams/p1")
+    spool.open_write_stream(REWARDS, "streams/r1")
+    spool.assign_to_stream(PREDICTIONS, [r.seq for r in spool.next_batch(10, PREDICTIONS)])
+    spool.assign_to_stream(REWARDS, [r.seq for r in spool.next_batch(10, REWARDS)])
+
+    spool.retire_write_stream(PREDICTIONS, "streams/p1")
+
+    assert spool.write_stream(PREDICTIONS) is None
+    assert [(r.attempts, r.stream_name) for r in spool.next_batch(10, PREDICTIONS)] == [
+        (1, None),
+        (1, None),
+    ]
+    assert spool.next_batch(10, REWARDS)[0].stream_name == "streams/r1", "other streams stay"
+    spool.close()
+
+
+def test_assigning_without_an_open_stream_says_what_to_do(tmp_path):
+    spool = EventSpool(tmp_path / "spool.sqlite")
+    spool.append_predictions([_row("a")])
+    with pytest.raises(LookupError, match="^no write stream is open for predictions; open one"):
+        spool.assign_to_stream(PREDICTIONS, [spool.peek(1)[0].seq])
+    assert spool.peek(1)[0].attempts == 0, "nothing changed"
+    spool.close()
+
+
+def test_an_insert_all_attempt_drops_the_stream_assignment(tmp_path):
+    spool = EventSpool(tmp_path / "spool.sqlite")
+    spool.append_predictions([_row("a")])
+    spool.open_write_stream(PREDICTIONS, "streams/p1")
+    seqs = [r.seq for r in spool.assign_to_stream(PREDICTIONS, [spool.peek(1)[0].seq])]
+    spool.mark_attempted(seqs)
+    assert [(r.attempts, r.stream_name, r.stream_offset) for r in spool.peek(1)] == [
+        (2, None, None)
+    ]
+    spool.close()
+
+
+# The outbox as spools were created before write streams.
+_OLD_SCHEMA = """
+CREATE TABLE outbox (
+    seq INTEGER PRIMARY KEY,
+    destination TEXT NOT NULL,
+    event_id TEXT NOT NULL,
+    payload TEXT NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX outbox_by_destination ON outbox (destination, seq);
+CREATE TABLE served (
+    event_id TEXT PRIMARY KEY,
+    served_at REAL NOT NULL,
+    rewarded INTEGER NOT NULL DEFAULT 0
+) WITHOUT ROWID;
+CREATE INDEX served_by_time ON served (served_at);
+INSERT INTO outbox (destination, event_id, payload, attempts)
+    VALUES ('predictions', 'old', '{"event_id": "old"}', 1);
+INSERT INTO served (event_id, served_at) VALUES ('old', 0);
+"""
+
+
+def test_a_spool_file_of_an_older_version_gets_the_stream_columns(tmp_path):
+    path = tmp_path / "spool.sqlite"
+    with sqlite3.connect(path) as old:
+        old.executescript(_OLD_SCHEMA)
+
+    for _ in range(2):  # opening again finds the columns there
+        with EventSpool(path) as spool:
+            assert [(r.event_id, r.attempts, r.stream_name) for r in spool.peek(10)] == [
+                ("old", 1, None)
+            ]
+    with EventSpool(path) as spool:
+        spool.open_write_stream(PREDICTIONS, "streams/p1")
+        assigned = spool.assign_to_stream(PREDICTIONS, [spool.peek(1)[0].seq])
+        assert [(r.event_id, r.attempts, r.stream_offset) for r in assigned] == [("old", 2, 0)]
+        assert spool.record_reward("old", {"reward": 1.0}) is RewardStatus.ACCEPTED
