@@ -90,6 +90,37 @@ def test_maintenance_keeps_the_wal_bounded_without_any_shipper(tmp_path):
     spool.close()
 
 
+def test_a_checkpoint_truncates_a_wal_that_outgrew_its_bound_under_steady_writes(tmp_path):
+    """A PASSIVE checkpoint never resets a WAL that writers never leave idle; past the bound
+    the checkpoint waits for them once and truncates it."""
+    spool = EventSpool(tmp_path / "spool.sqlite")
+    for i in range(300):
+        spool.append_predictions([{**_row(f"e{i}"), "observation": [0.5] * 20}])
+    before = spool.wal_bytes()
+    writing = threading.Event()
+    stop = threading.Event()
+
+    def write_steadily() -> None:
+        n = 0
+        while not stop.is_set():
+            spool.append_predictions([_row(f"steady-{n}")])
+            writing.set()
+            n += 1
+
+    writer = threading.Thread(target=write_steadily)
+    writer.start()
+    try:
+        assert writing.wait(10)
+        spool.checkpoint(truncate_at_bytes=1024 * 1024)
+        after = spool.wal_bytes()
+    finally:
+        stop.set()
+        writer.join()
+    assert before > 2 * 1024 * 1024, "the test must grow the WAL past the bound first"
+    assert after < 1024 * 1024, f"the WAL kept {after} bytes"
+    spool.close()
+
+
 def test_maintenance_forgets_events_older_than_the_reward_window(tmp_path):
     spool = EventSpool(tmp_path / "spool.sqlite")
     spool.append_predictions([_row("old-0"), _row("old-1")])
