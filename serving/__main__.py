@@ -6,6 +6,8 @@ Vertex AI sets the AIP_* variables; everything project-specific is MLBANDITS_*:
   AIP_HTTP_PORT                   8080
   AIP_HEALTH_ROUTE                /health
   AIP_PREDICT_ROUTE               /predict
+  AIP_DEPLOYED_MODEL_ID           set by Vertex: logged as model_version, so every logged
+                                  prediction names the DeployedModel lineage can trace
   MLBANDITS_HOST                  127.0.0.1 (set 0.0.0.0 in a container)
   MLBANDITS_REWARD_ROUTE          /reward
   MLBANDITS_MAX_INSTANCES         1000
@@ -57,6 +59,7 @@ from bandit_core.bigquery.clients import BigQueryEndpoints  # noqa: E402
 from bandit_core.bigquery.settings import BigQueryConfig  # noqa: E402
 from bandit_core.errors import ConfigError  # noqa: E402
 from bandit_core.policy_metadata import PER_ARM, read_policy_metadata  # noqa: E402
+from bandit_core.whole_numbers import is_whole_number  # noqa: E402
 from serving.bigquery_names import (  # noqa: E402
     check_dataset_id,
     check_project_id,
@@ -114,6 +117,7 @@ class ContainerSettings:
     """Everything `main` wires together, read from the environment."""
 
     storage_uri: str
+    deployed_model_id: Optional[str]
     serving: ServingSettings
     scorer: str
     model_poll_s: float
@@ -134,6 +138,12 @@ def settings_from_env(env: Mapping[str, str], scorer: Optional[str] = None) -> C
     storage_uri = env.get("AIP_STORAGE_URI", "")
     if not storage_uri:
         raise SettingsError("AIP_STORAGE_URI: required; point it at a policy or push directory")
+    deployed_model_id = env.get("AIP_DEPLOYED_MODEL_ID") or None
+    if deployed_model_id is not None and not is_whole_number(deployed_model_id):
+        raise SettingsError(
+            f"AIP_DEPLOYED_MODEL_ID: Vertex AI sets it to the DeployedModel's id (digits), got "
+            f"{deployed_model_id!r}; unset it outside Vertex"
+        )
     scorer = scorer or env.get("MLBANDITS_SCORER", "numpy")
     if scorer not in SCORERS:
         raise SettingsError(
@@ -168,6 +178,7 @@ def settings_from_env(env: Mapping[str, str], scorer: Optional[str] = None) -> C
     ship_method = _ship_method(env, endpoints, ship_logs)
     return ContainerSettings(
         storage_uri=storage_uri,
+        deployed_model_id=deployed_model_id,
         serving=serving,
         scorer=scorer,
         model_poll_s=model_poll_s,
@@ -225,6 +236,7 @@ def build_app(settings: ContainerSettings) -> web.Application:
         SCORERS[settings.scorer],
         settings.model_poll_s,
         on_swap=collect_and_freeze,
+        single_version_name=settings.deployed_model_id,
     )
     spool = EventSpool(settings.spool_path, max_bytes=int(settings.spool_max_mb * _MB))
     maintenance = SpoolMaintenance(spool).start()

@@ -64,10 +64,13 @@ class ModelRegistry(Generic[Scorer]):
         retry_initial_s: float = 10.0,
         retry_max_s: float = 600.0,
         clock: Callable[[], float] = time.monotonic,
+        single_version_name: Optional[str] = None,
     ) -> None:
         """`on_swap` runs after each swap, once the previous model is no longer referenced here.
         A failed version is retried `retry_initial_s` later, doubling per failure up to
-        `retry_max_s`; `clock` tells the time for those retries."""
+        `retry_max_s`; `clock` tells the time for those retries. A `storage_uri` that is one
+        policy is served as version `single_version_name`, else as its directory's name:
+        on Vertex AI the DeployedModel's id, which ties every logged row to a Vertex resource."""
         if not 0 < retry_initial_s <= retry_max_s:
             raise ValueError(
                 f"need 0 < retry_initial_s <= retry_max_s, got {retry_initial_s}, {retry_max_s}"
@@ -79,6 +82,7 @@ class ModelRegistry(Generic[Scorer]):
         self._retry_initial_s = retry_initial_s
         self._retry_max_s = retry_max_s
         self._clock = clock
+        self._single_version_name = single_version_name
         self._current: Optional[ServingModel[Scorer]] = None
         self._failed: Dict[str, _FailedLoad] = {}
         self._ignored: Set[str] = set()
@@ -147,7 +151,8 @@ class ModelRegistry(Generic[Scorer]):
         if _is_complete(self._storage_uri):
             if self._current is not None:
                 return []
-            return [(os.path.basename(self._storage_uri), self._storage_uri)]
+            name = self._single_version_name or os.path.basename(self._storage_uri)
+            return [(name, self._storage_uri)]
         if not tf.io.gfile.isdir(self._storage_uri):
             _LOG.warning("model storage %s does not exist (yet)", self._storage_uri)
             return []

@@ -116,6 +116,13 @@ def test_storage_uri_may_be_a_single_policy_dir(tmp_path, policies):
     assert registry.refresh() is registry.current
 
 
+def test_a_single_policy_dir_on_vertex_is_served_as_its_deployed_model_id(tmp_path, policies):
+    """The logged model_version then names the Vertex DeployedModel lineage can trace."""
+    policy_dir = push(policies[0], tmp_path, "model")
+    registry = ModelRegistry(str(policy_dir), load_policy_scorer, single_version_name="4781")
+    assert registry.refresh().version == "4781"
+
+
 def test_each_swap_runs_the_hook_once_the_new_model_serves(tmp_path, policies):
     base = tmp_path / "push"
     swaps = []

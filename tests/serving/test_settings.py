@@ -112,6 +112,12 @@ def test_the_container_listens_on_vertex_ais_port_by_default():
     assert settings_from_env({"AIP_STORAGE_URI": "/models"}).serving.port == 8080
 
 
+def test_vertex_deployed_model_id_is_read_and_absent_outside_vertex():
+    on_vertex = settings_from_env({"AIP_STORAGE_URI": "/m", "AIP_DEPLOYED_MODEL_ID": "4781"})
+    assert on_vertex.deployed_model_id == "4781"
+    assert settings_from_env({"AIP_STORAGE_URI": "/m"}).deployed_model_id is None
+
+
 @pytest.mark.parametrize(
     "env, variable",
     [
@@ -123,6 +129,8 @@ def test_the_container_listens_on_vertex_ais_port_by_default():
         ({"MLBANDITS_SPOOL_MAX_MB": "0"}, "MLBANDITS_SPOOL_MAX_MB: must be > 0"),
         ({"MLBANDITS_SPOOL_MAX_MB": "lots"}, "MLBANDITS_SPOOL_MAX_MB: expected float"),
         ({"MLBANDITS_SHIP_SETTLE_S": "-1"}, "MLBANDITS_SHIP_SETTLE_S: must be >= 0"),
+        ({"AIP_DEPLOYED_MODEL_ID": "model-7"}, "AIP_DEPLOYED_MODEL_ID: Vertex AI sets it"),
+        ({"AIP_DEPLOYED_MODEL_ID": "²"}, "AIP_DEPLOYED_MODEL_ID: Vertex AI sets it"),
         (
             {"MLBANDITS_SCORER": "savedmodel", "MLBANDITS_EXPLORATION": "boltzmann"},
             "MLBANDITS_EXPLORATION",
