@@ -6,11 +6,15 @@ tested against the emulator alone. Every condition is a rule's `sql` from
 """
 
 import dataclasses
+import logging
 from typing import Callable, Dict
 
 from google.cloud import bigquery
 
 from bandit_core.data_contract import DataContract, Rule
+
+_LOG = logging.getLogger(__name__)
+_COUNT_ATTEMPTS = 2
 
 # One row per quarantined event: which rules it broke, why, and the row as read.
 QUARANTINE_SCHEMA = (
@@ -63,18 +67,39 @@ class QuarantineCounts:
 def count_broken_rows(
     client: bigquery.Client, source_query: str, contract: DataContract
 ) -> QuarantineCounts:
-    """One pass over the source query counting the rows that break each rule."""
+    """One pass over the source query counting the rows that break each rule.
+
+    The count is asked again, once, when the answer lacks its columns: in a soak
+    the emulator once answered this query, right after it restarted, with a row
+    of other fields. A second wrong answer stops the run naming what came back.
+    """
     per_rule = ", ".join(
         f"COUNTIF({rule.sql}) AS {_count_column(rule)}" for rule in contract.rules
     )
-    row = next(
-        iter(
-            client.query(
-                f"SELECT COUNT(*) AS rows_read, COUNTIF({contract.any_broken_sql()}) "
-                f"AS rows_quarantined, {per_rule} FROM ({source_query}) AS s"
-            ).result()
-        )
+    query = (
+        f"SELECT COUNT(*) AS rows_read, COUNTIF({contract.any_broken_sql()}) "
+        f"AS rows_quarantined, {per_rule} FROM ({source_query}) AS s"
     )
+    wanted = {"rows_read", "rows_quarantined", *map(_count_column, contract.rules)}
+    for attempt in range(_COUNT_ATTEMPTS):
+        rows = list(
+            client.query(query, job_config=bigquery.QueryJobConfig(use_query_cache=False)).result()
+        )
+        got = set(rows[0].keys()) if len(rows) == 1 else set()
+        if wanted <= got:
+            break
+        _LOG.warning(
+            "the quarantine count came back as %d rows with columns %s; asking again",
+            len(rows),
+            sorted(got),
+        )
+    else:
+        raise RuntimeError(
+            f"BigQuery answered the quarantine count {_COUNT_ATTEMPTS} times without its "
+            f"columns (last: {sorted(got)}); rerun the DAG, and if it persists restart BigQuery "
+            "(locally: the emulator)"
+        )
+    row = rows[0]
     return QuarantineCounts(
         rows_read=row["rows_read"],
         rows_quarantined=row["rows_quarantined"],
