@@ -22,7 +22,8 @@ Vertex AI sets the AIP_* variables; everything project-specific is MLBANDITS_*:
   MLBANDITS_SPOOL_PATH            /tmp/mlbandits/serving-spool.sqlite
   MLBANDITS_SPOOL_MAX_MB          1024 (when full, predictions answer 503 until rows leave)
   MLBANDITS_SHIP_LOGS             true; false keeps rows in the spool for a later shipper
-  MLBANDITS_SHIP_METHOD           write_api (exactly once in the table) | insert_all (at least once)
+  MLBANDITS_SHIP_METHOD           insert_all (at least once in the table) | write_api (exactly once;
+                                  opt-in: stalls seen after emulator restarts)
   MLBANDITS_SHIP_SETTLE_S         5 (wait after a failed send before asking what landed)
   MLBANDITS_BQ_PROJECT            local-proj
   MLBANDITS_BQ_DATASET            mlbandits
@@ -69,7 +70,12 @@ from serving.event_spool import EventSpool  # noqa: E402
 from serving.model_registry import ModelRegistry  # noqa: E402
 from serving.per_arm_scorer import load_per_arm_saved_model, load_per_arm_scorer  # noqa: E402
 from serving.policy_scorer import SavedModelScorer, load_policy_scorer  # noqa: E402
-from serving.prediction_logger import SHIP_METHODS, WRITE_API, PredictionLogger  # noqa: E402
+from serving.prediction_logger import (  # noqa: E402
+    INSERT_ALL,
+    SHIP_METHODS,
+    WRITE_API,
+    PredictionLogger,
+)
 from serving.server import BanditServer  # noqa: E402
 from serving.settings import ServingSettings  # noqa: E402
 from serving.spool_maintenance import SpoolMaintenance  # noqa: E402
@@ -197,7 +203,7 @@ def settings_from_env(env: Mapping[str, str], scorer: Optional[str] = None) -> C
 
 def _ship_method(env: Mapping[str, str], endpoints: BigQueryEndpoints, ship_logs: bool) -> str:
     """MLBANDITS_SHIP_METHOD, checked against the endpoints it would ship to."""
-    method = env.get("MLBANDITS_SHIP_METHOD", "").strip().lower() or WRITE_API
+    method = env.get("MLBANDITS_SHIP_METHOD", "").strip().lower() or INSERT_ALL
     if method not in SHIP_METHODS:
         raise SettingsError(
             f"MLBANDITS_SHIP_METHOD: {method!r} is not one of {', '.join(SHIP_METHODS)} "
