@@ -748,7 +748,7 @@ def test_an_unknown_ship_method_is_refused_by_name(spool):
 
 @pytest.mark.parametrize(
     "env, method",
-    [({}, WRITE_API), ({"MLBANDITS_SHIP_METHOD": "insert_all"}, INSERT_ALL),
+    [({}, INSERT_ALL), ({"MLBANDITS_SHIP_METHOD": "insert_all"}, INSERT_ALL),
      ({"MLBANDITS_SHIP_METHOD": " Write_API "}, WRITE_API)],
 )
 def test_the_container_reads_the_ship_method(env, method):
@@ -765,7 +765,10 @@ def test_the_container_reads_the_ship_method(env, method):
             "each row once in the table; insert_all: at least once)",
         ),
         (
-            {"MLBANDITS_BQ_REST_ENDPOINT": "http://127.0.0.1:9050"},
+            {
+                "MLBANDITS_SHIP_METHOD": "write_api",
+                "MLBANDITS_BQ_REST_ENDPOINT": "http://127.0.0.1:9050",
+            },
             "MLBANDITS_BQ_GRPC_ENDPOINT: the Storage Write API (MLBANDITS_SHIP_METHOD=write_api) "
             "speaks gRPC: set it to the emulator's host:port beside MLBANDITS_BQ_REST_ENDPOINT, "
             "or set MLBANDITS_SHIP_METHOD=insert_all",
