@@ -214,6 +214,7 @@ def sample(stack: Stack, started: float) -> Sample:
             rss = psutil.Process(pid).memory_info().rss / 2**20
     spool = stack.config.local.spool_path
     return Sample(
+        emulator_rss_mb=_tree_rss_mb(stack.emulator.pid),
         at_s=time.monotonic() - started,
         load_avg=os.getloadavg()[0],
         server_pid=pid,
@@ -221,6 +222,17 @@ def sample(stack: Stack, started: float) -> Sample:
         spool_mb=_size_mb(spool),
         wal_mb=_size_mb(spool.with_name(spool.name + "-wal")),
     )
+
+
+def _tree_rss_mb(pid: Optional[int]) -> Optional[float]:
+    """A process and its children (the emulator runs under a launcher)."""
+    if pid is None:
+        return None
+    try:
+        root = psutil.Process(pid)
+        return sum(p.memory_info().rss for p in [root, *root.children(recursive=True)]) / 2**20
+    except psutil.Error:
+        return None
 
 
 def _size_mb(path: Path) -> float:

@@ -30,7 +30,7 @@ class Ledger:
 
 @dataclasses.dataclass(frozen=True)
 class Sample:
-    """One look at the machine: time into the run, load, the server and the spool."""
+    """One look at the machine: time into the run, load, the server, the spool, the emulator."""
 
     at_s: float
     load_avg: float
@@ -38,6 +38,7 @@ class Sample:
     server_rss_mb: Optional[float]
     spool_mb: float
     wal_mb: float
+    emulator_rss_mb: Optional[float]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -135,7 +136,16 @@ def resource_figures(samples: Sequence[Sample], spool_max_mb: float) -> List[Fig
                _load_range(samples)),
         Figure("spool size at the end (db + WAL)", f"{last.spool_mb + last.wal_mb:.1f} MB", "",
                None, f"{last.load_avg:.2f}"),
+        Figure("emulator RSS, peak / at the end", _emulator_rss(samples), "", None,
+               _load_range(samples)),
     ]
+
+
+def _emulator_rss(samples: Sequence[Sample]) -> str:
+    """The emulator is a fixture, not the system under test; its memory is reported because a
+    long run once grew it to 20 GB."""
+    seen = [s.emulator_rss_mb for s in samples if s.emulator_rss_mb is not None]
+    return f"{max(seen):,.0f} MB / {seen[-1]:,.0f} MB" if seen else "-"
 
 
 def retrain_figures(outcomes: Sequence[RetrainOutcome]) -> List[Figure]:

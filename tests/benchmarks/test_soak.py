@@ -20,6 +20,7 @@ from soak_results import (  # noqa: E402
     answer_classes,
     delivery_figures,
     format_table,
+    resource_figures,
     rss_growth_mb,
     write_samples,
 )
@@ -27,15 +28,15 @@ from soak_results import (  # noqa: E402
 OBSERVATION_DIM, MAX_BODY = 20, 4096
 
 
-def _sample(at_s: float, pid: int, rss_mb: float) -> Sample:
+def _sample(at_s: float, pid: int, rss_mb: float, emulator_rss_mb: float = 300.0) -> Sample:
     return Sample(at_s, load_avg=1.0, server_pid=pid, server_rss_mb=rss_mb, spool_mb=1.0,
-                  wal_mb=0.0)
+                  wal_mb=0.0, emulator_rss_mb=emulator_rss_mb)
 
 
 def test_rss_growth_is_per_server_process_and_ignores_its_warm_up():
     samples = [
         _sample(0, 11, 100), _sample(10, 11, 180), _sample(40, 11, 200), _sample(50, 11, 230),
-        Sample(55, 1.0, None, None, 1.0, 0.0),  # the server was down
+        Sample(55, 1.0, None, None, 1.0, 0.0, None),  # the server was down
         _sample(60, 22, 150), _sample(95, 22, 160), _sample(100, 22, 155),
         _sample(120, 33, 400),  # still warming up when the run ended
     ]
@@ -180,7 +181,14 @@ def test_client_errors_count_as_no_answer_and_statuses_stay():
 
 def test_samples_are_written_as_csv_with_a_header(tmp_path):
     path = tmp_path / "samples.csv"
-    write_samples([_sample(0, 11, 100.5), Sample(5, 2.0, None, None, 3.0, 1.5)], path)
+    write_samples([_sample(0, 11, 100.5), Sample(5, 2.0, None, None, 3.0, 1.5, None)], path)
     lines = path.read_text().splitlines()
-    assert lines[0] == "at_s,load_avg,server_pid,server_rss_mb,spool_mb,wal_mb"
-    assert lines[1:] == ["0,1.0,11,100.5,1.0,0.0", "5,2.0,,,3.0,1.5"]
+    assert lines[0] == "at_s,load_avg,server_pid,server_rss_mb,spool_mb,wal_mb,emulator_rss_mb"
+    assert lines[1:] == ["0,1.0,11,100.5,1.0,0.0,300.0", "5,2.0,,,3.0,1.5,"]
+
+
+def test_the_emulators_peak_and_last_rss_are_reported_and_gaps_skipped():
+    samples = [_sample(0, 11, 100, 250), _sample(5, 11, 100, 900),
+               Sample(10, 1.0, 11, 100, 1.0, 0.0, None), _sample(15, 11, 100, 400)]
+    figures = _by_name(resource_figures(samples, spool_max_mb=1024))
+    assert figures["emulator RSS, peak / at the end"].value == "900 MB / 400 MB"
