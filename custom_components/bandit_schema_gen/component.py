@@ -3,22 +3,16 @@
 from tfx import types
 from tfx.dsl.components.base import base_component, executor_spec
 from tfx.types import standard_artifacts
-from tfx.types.component_spec import ChannelParameter, ExecutionParameter
+from tfx.types.component_spec import ChannelParameter
 
 from custom_components.bandit_schema_gen import executor
+from custom_components.contract_parameters import CONTRACT_PARAMETERS
 
 
 class BanditSchemaGenSpec(types.ComponentSpec):
     """Bounds of the bandit problem in, a Schema out."""
 
-    PARAMETERS = {
-        "observation_dim": ExecutionParameter(type=int),
-        "num_actions": ExecutionParameter(type=int),
-        "reward_min": ExecutionParameter(type=float),
-        "reward_max": ExecutionParameter(type=float),
-        "min_propensity": ExecutionParameter(type=float),
-        "arm_dim": ExecutionParameter(type=int, optional=True),
-    }
+    PARAMETERS = CONTRACT_PARAMETERS
     INPUTS = {}
     OUTPUTS = {"schema": ChannelParameter(type=standard_artifacts.Schema)}
 

@@ -14,6 +14,7 @@ from tfx.types.component_spec import ChannelParameter, ExecutionParameter
 
 from bandit_core.bigquery.clients import BigQueryEndpoints
 from bandit_core.data_contract import DataContract
+from custom_components.contract_parameters import CONTRACT_PARAMETERS
 from custom_components.data_contract_gate import executor
 
 
@@ -35,12 +36,7 @@ class DataContractGateSpec(types.ComponentSpec):
 
     PARAMETERS = {
         "source_query": ExecutionParameter(type=str),
-        "observation_dim": ExecutionParameter(type=int),
-        "num_actions": ExecutionParameter(type=int),
-        "reward_min": ExecutionParameter(type=float),
-        "reward_max": ExecutionParameter(type=float),
-        "min_propensity": ExecutionParameter(type=float),
-        "arm_dim": ExecutionParameter(type=int, optional=True),
+        **CONTRACT_PARAMETERS,
         "max_quarantined_share": ExecutionParameter(type=float),
         "bigquery_project": ExecutionParameter(type=str),
         "bigquery_dataset": ExecutionParameter(type=str),
