@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import concurrent.futures
 import datetime
 import json
 import os
@@ -16,6 +17,8 @@ from google.cloud import bigquery
 from google.cloud.bigquery_storage_v1 import types
 
 from bandit_core.bigquery.clients import BigQueryEndpoints, make_bigquery_client, make_read_client
+from serving.committed_stream import CommittedStreamWriter
+from serving.write_stream_rows import RowMessages
 from tfx_pipeline.local.emulator import PYTHON_ENV_VAR, BigQueryEmulator, EmulatorError
 
 SCHEMA = [
@@ -142,3 +145,39 @@ def test_missing_emulator_python_names_path_and_fix(tmp_path, monkeypatch):
 def test_emulator_dying_at_start_up_reports_log_tail():
     with pytest.raises(EmulatorError, match=r"exited with code 1(.|\n)*bqemulator"):
         BigQueryEmulator(python=Path(sys.executable)).start()
+
+
+def test_concurrent_appends_and_queries_each_get_their_own_results(emulator, client):
+    """AppendRows runs on the emulator's gRPC threads, queries on its REST loop; on one
+    shared DuckDB connection a query answered with an INSERT's `Count`, or both stalled."""
+    schema = [bigquery.SchemaField("event_id", "STRING")]
+    dataset = client.create_dataset(f"ds_{uuid.uuid4().hex[:8]}")
+    table = client.create_table(bigquery.Table(dataset.table("appended"), schema=schema))
+    table_id = f"{table.project}.{table.dataset_id}.{table.table_id}"
+    messages = RowMessages(schema, "Appended")
+    appends, batch = 30, 50
+
+    def append(writer_index: int) -> int:
+        writer = CommittedStreamWriter(emulator.endpoints, timeout_s=30)
+        stream = writer.create_stream(table_id)
+        for i in range(appends):
+            ids = [f"{writer_index}-{i}-{k}" for k in range(batch)]
+            rows = [messages.serialize({"event_id": event_id}) for event_id in ids]
+            writer.append(stream, i * batch, messages.descriptor, rows)
+        return 0
+
+    def query(_: int) -> int:
+        crossed = 0
+        for _ in range(40):
+            rows = list(client.query(f"SELECT event_id FROM `{table_id}` LIMIT 1").result())
+            crossed += bool(rows) and list(rows[0].keys()) != ["event_id"]
+        return crossed
+
+    pool = concurrent.futures.ThreadPoolExecutor(8)
+    futures = [pool.submit(append, i) for i in range(4)] + [pool.submit(query, i) for i in range(4)]
+    done, stalled = concurrent.futures.wait(futures, timeout=120)
+    pool.shutdown(wait=False)  # stalled workers end when the emulator stops
+    assert not stalled, f"{len(stalled)} of 8 workers had no answer in 120 s"
+    assert sum(f.result() for f in done) == 0
+    (count,) = next(iter(client.query(f"SELECT COUNT(*) FROM `{table_id}`").result()))
+    assert count == 4 * appends * batch
