@@ -5,12 +5,17 @@ server. A request that fails here gets HTTP 400 with the message as-is.
 User ids and rewards are held to the data contract (`bandit_core.data_contract`)
 that the pipeline checks too, so no accepted request logs a row that training
 would refuse.
+
+A predict body may instead carry reward reports, `{"instances": [{"event_id":
+..., "reward": ...}]}`: a Vertex AI endpoint forwards only the predict route to
+the container, so this is how rewards reach it there. Its instances are checked
+as the reward route checks its body.
 """
 
 import dataclasses
 import json
 from collections import Counter
-from typing import Any, List, Optional, Tuple
+from typing import Any, List, Optional, Tuple, Union
 
 import numpy as np
 
@@ -22,6 +27,7 @@ INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 MAX_EVENT_ID_LENGTH = data_contract.MAX_EVENT_ID_LENGTH
 _INSTANCE_FIELDS = ("observation", "user_id")
 _PER_ARM_INSTANCE_FIELDS = ("global_features", "candidates", "user_id")
+_REWARD_FIELDS = ("event_id", "reward")
 
 
 class RequestError(ValueError):
@@ -58,13 +64,25 @@ class RewardRequest:
     reward: float
 
 
-def parse_predict_request(body: bytes, observation_dim: int, max_instances: int) -> PredictRequest:
+@dataclasses.dataclass(frozen=True)
+class RewardInstances:
+    """A predict body whose instances are all reward reports, in request order."""
+
+    rewards: List[RewardRequest]
+
+
+def parse_predict_request(
+    body: bytes, observation_dim: int, max_instances: int
+) -> Union[PredictRequest, RewardInstances]:
     """`{"instances": [{"observation": [...], "user_id": int|null}, ...]}` -> PredictRequest.
 
     A top-level `parameters` is tolerated when null or empty because Vertex AI
-    clients may send one; this model takes none.
+    clients may send one; this model takes none. Reward instances give
+    RewardInstances.
     """
     instances = _instances(_json_object(body), max_instances)
+    if _reward_instances(instances):
+        return _parse_reward_instances(instances)
     observations = np.empty((len(instances), observation_dim), dtype=np.float64)
     user_ids: List[Optional[int]] = []
     for i, instance in enumerate(instances):
@@ -86,15 +104,18 @@ def parse_per_arm_request(
     global_dim: int,
     candidate_counts: Tuple[int, int],
     max_instances: int,
-) -> PerArmRequest:
+) -> Union[PerArmRequest, RewardInstances]:
     """`{"instances": [{"global_features": [...], "candidates": [ids], "user_id": int}]}`.
 
     The server keeps no user table, so each instance carries the user's
     features; `user_id` is optional and only logged. `candidates` is optional
     and, when given, holds `candidate_counts` (min, max) distinct movie ids;
-    whether the catalogue knows them is the caller's check.
+    whether the catalogue knows them is the caller's check. Reward instances
+    give RewardInstances.
     """
     instances = _instances(_json_object(body), max_instances)
+    if _reward_instances(instances):
+        return _parse_reward_instances(instances)
     features = np.empty((len(instances), global_dim), dtype=np.float64)
     user_ids: List[Optional[int]] = []
     candidates: List[Optional[List[int]]] = []
@@ -120,24 +141,56 @@ def parse_per_arm_request(
 
 def parse_reward_request(body: bytes) -> RewardRequest:
     """`{"event_id": str, "reward": number}` -> RewardRequest."""
-    document = _json_object(body)
-    _reject_unknown(document, ("event_id", "reward"), "")
-    for field in ("event_id", "reward"):
+    return _reward(_json_object(body), "")
+
+
+def _reward_instances(instances: list) -> bool:
+    """Whether the instances are reward reports; refuses a batch that mixes them with predictions.
+
+    An object with an `event_id` or a `reward` reports a reward; any other
+    object asks for a prediction.
+    """
+    objects = [(i, instance) for i, instance in enumerate(instances) if isinstance(instance, dict)]
+    rewards = [i for i, instance in objects if not instance.keys().isdisjoint(_REWARD_FIELDS)]
+    predictions = [i for i, instance in objects if instance.keys().isdisjoint(_REWARD_FIELDS)]
+    if rewards and predictions:
+        raise RequestError(
+            f"instances: instances[{rewards[0]}] reports a reward (event_id, reward) but "
+            f"instances[{predictions[0]}] asks for a prediction; a request holds either "
+            "predictions or rewards: send the rewards in a request of their own"
+        )
+    return bool(rewards)
+
+
+def _parse_reward_instances(instances: list) -> RewardInstances:
+    rewards = []
+    for i, instance in enumerate(instances):
+        where = f"instances[{i}]"
+        if not isinstance(instance, dict):
+            raise RequestError(f"{where}: expected an object, got {_json_type(instance)}")
+        rewards.append(_reward(instance, where + "."))
+    return RewardInstances(rewards=rewards)
+
+
+def _reward(document: dict, prefix: str) -> RewardRequest:
+    """A reward report's fields, checked against the data contract; errors start with `prefix`."""
+    _reject_unknown(document, _REWARD_FIELDS, prefix)
+    for field in _REWARD_FIELDS:
         if field not in document:
-            raise RequestError(f"{field}: required field is missing")
+            raise RequestError(f"{prefix}{field}: required field is missing")
     event_id = document["event_id"]
     if not isinstance(event_id, str) or not 1 <= len(event_id) <= MAX_EVENT_ID_LENGTH:
         raise RequestError(
-            f"event_id: expected a string of 1 to {MAX_EVENT_ID_LENGTH} characters, "
+            f"{prefix}event_id: expected a string of 1 to {MAX_EVENT_ID_LENGTH} characters, "
             f"got {_describe(event_id)}"
         )
     reward = document["reward"]
     if not _is_number(reward):
-        raise RequestError(f"reward: expected a number, got {_json_type(reward)}")
+        raise RequestError(f"{prefix}reward: expected a number, got {_json_type(reward)}")
     # False for NaN too; compares big ints exactly instead of overflowing.
     if not data_contract.REWARD_MIN <= reward <= data_contract.REWARD_MAX:
         raise RequestError(
-            f"reward: {_short(reward)} is outside the allowed range "
+            f"{prefix}reward: {_short(reward)} is outside the allowed range "
             f"{data_contract.describe_range(data_contract.REWARD_MIN, data_contract.REWARD_MAX)}"
         )
     return RewardRequest(event_id=event_id, reward=float(reward))
@@ -195,8 +248,15 @@ def _observation(value: Any, where: str, observation_dim: int) -> List[float]:
 
 
 def _user_id(value: Any, where: str) -> Optional[int]:
+    """An integer or null; a whole float such as 42.0 is the integer it writes.
+
+    Vertex AI's clients send every number through protobuf's Value, a double,
+    so a user id reaches the server as 42.0.
+    """
     if value is None:
         return None
+    if type(value) is float and value.is_integer():
+        value = int(value)
     if type(value) is not int:
         raise RequestError(f"{where}: expected an integer or null, got {_json_type(value)}")
     if not data_contract.USER_ID_MIN <= value <= data_contract.USER_ID_MAX:

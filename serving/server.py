@@ -7,7 +7,9 @@ features and optional candidate movies and return a movie
 
 Every served prediction is written to the logger (a durable local spool)
 before its response is sent, so an action the client has seen is always in
-the logs. Rewards are accepted once per served event. Request errors are
+the logs. Rewards are accepted once per served event, on the reward route or
+as reward instances of a predict request (Vertex AI forwards only the predict
+route): each gets the same checks and answer either way. Request errors are
 answered with 400 and a message naming the field; the server keeps serving.
 While the spool is full (its size cap or its disk), predictions and rewards
 are answered with 503 saying so, and the server logs that once; it serves
@@ -15,6 +17,7 @@ again by itself as soon as shipping or pruning frees space.
 """
 
 import asyncio
+import dataclasses
 import datetime
 import logging
 import uuid
@@ -32,6 +35,8 @@ from serving.per_arm_scorer import PerArmScorer
 from serving.request_schema import (
     PerArmRequest,
     RequestError,
+    RewardInstances,
+    RewardRequest,
     parse_per_arm_request,
     parse_predict_request,
     parse_reward_request,
@@ -39,6 +44,7 @@ from serving.request_schema import (
 from serving.settings import ServingSettings
 
 _LOG = logging.getLogger(__name__)
+SPOOL_FULL = "spool_full"
 
 
 class Scorer(Protocol):
@@ -57,6 +63,21 @@ class PredictionLog(Protocol):
     def log_predictions(self, rows: List[dict]) -> None: ...
 
     def log_reward(self, event_id: str, row: dict) -> RewardStatus: ...
+
+
+@dataclasses.dataclass(frozen=True)
+class RewardOutcome:
+    """What became of one reward: its RewardStatus value (or SPOOL_FULL), HTTP status, error."""
+
+    event_id: str
+    status: str
+    http_status: int
+    error: Optional[str] = None
+
+    def prediction(self) -> dict:
+        """The outcome as one prediction of a predict request's answer."""
+        answer = {"event_id": self.event_id, "status": self.status}
+        return {**answer, "error": self.error} if self.error else answer
 
 
 class BanditServer:
@@ -107,6 +128,8 @@ class BanditServer:
             )
         except RequestError as error:
             return _error(400, str(error))
+        if isinstance(parsed, RewardInstances):
+            return self._record_rewards(parsed)
         probabilities = action_probabilities(
             self.settings, model.scorer.scores(parsed.observations)
         )
@@ -130,6 +153,8 @@ class BanditServer:
                 (scorer.min_candidates, scorer.max_candidates),
                 self.settings.max_instances,
             )
+            if isinstance(parsed, RewardInstances):
+                return self._record_rewards(parsed)
             candidates, features = self._candidates(scorer, parsed)
         except RequestError as error:
             return _error(400, str(error))
@@ -217,24 +242,48 @@ class BanditServer:
             parsed = parse_reward_request(await request.read())
         except RequestError as error:
             return _error(400, str(error))
-        row = {"event_id": parsed.event_id, "reward_time": _now_iso(), "reward": parsed.reward}
+        outcome = self._record_reward(parsed)
+        if outcome.error:
+            return _error(outcome.http_status, outcome.error)
+        return web.json_response({"status": outcome.status})
+
+    def _record_rewards(self, parsed: RewardInstances) -> web.Response:
+        """One prediction per reward instance saying what became of it, as the reward route would.
+
+        503 when the spool refused them all for being full, as the reward
+        route answers, so the client retries the whole request.
+        """
+        outcomes = [self._record_reward(reward) for reward in parsed.rewards]
+        if all(outcome.status == SPOOL_FULL for outcome in outcomes):
+            return _error(503, outcomes[0].error)
+        return web.json_response({"predictions": [outcome.prediction() for outcome in outcomes]})
+
+    def _record_reward(self, reward: RewardRequest) -> RewardOutcome:
+        """Spools one reward unless its event is unknown, already rewarded, or the spool is full."""
+        event_id = reward.event_id
+        row = {"event_id": event_id, "reward_time": _now_iso(), "reward": reward.reward}
         try:
-            status = self._logger.log_reward(parsed.event_id, row)
+            status = self._logger.log_reward(event_id, row)
         except SpoolFullError as error:
-            return self._spool_full_error(error)
+            return RewardOutcome(event_id, SPOOL_FULL, 503, self._spool_full_message(error))
         if status is RewardStatus.UNKNOWN_EVENT:
-            return _error(404, f"event_id: no prediction with id {parsed.event_id!r} was served")
+            message = f"event_id: no prediction with id {event_id!r} was served"
+            return RewardOutcome(event_id, status.value, 404, message)
         if status is RewardStatus.DUPLICATE:
-            return _error(409, f"event_id: a reward for {parsed.event_id!r} was already recorded")
+            message = f"event_id: a reward for {event_id!r} was already recorded"
+            return RewardOutcome(event_id, status.value, 409, message)
         self._spool_has_room()
-        return web.json_response({"status": "accepted"})
+        return RewardOutcome(event_id, status.value, 200)
 
     def _spool_full_error(self, error: SpoolFullError) -> web.Response:
-        """503 with what is full and what to do; logged once per period of being full."""
+        return _error(503, self._spool_full_message(error))
+
+    def _spool_full_message(self, error: SpoolFullError) -> str:
+        """What is full and what to do; logged once per period of being full."""
         if not self._spool_full:
             self._spool_full = True
             _LOG.error("refusing predictions and rewards until the spool has room: %s", error)
-        return _error(503, f"{error}; retry later")
+        return f"{error}; retry later"
 
     def _spool_has_room(self) -> None:
         if self._spool_full:

@@ -8,12 +8,14 @@ console.silence_native_logs(sys.argv)  # before the imports below load TensorFlo
 
 import argparse  # noqa: E402
 import contextlib  # noqa: E402
+import dataclasses  # noqa: E402
 import logging  # noqa: E402
 import pathlib  # noqa: E402
 import shlex  # noqa: E402
 import subprocess  # noqa: E402
 import time  # noqa: E402
 import traceback  # noqa: E402
+import urllib.parse  # noqa: E402
 from typing import List, Optional  # noqa: E402
 
 from bandit_core.agent_names import AGENTS, INTERACTION_LINUCB, LINUCB, PER_ARM_AGENTS  # noqa: E402
@@ -26,14 +28,15 @@ from tfx_pipeline.local import ports  # noqa: E402
 from tfx_pipeline.local.run_lock import check_store_writable, holding_run_root  # noqa: E402
 from tfx_pipeline.lineage import cli as lineage_cli  # noqa: E402
 from tfx_pipeline.vertex import cli as vertex_cli  # noqa: E402
+from tfx_pipeline.vertex.config import VertexConfig  # noqa: E402
 
 # The agent a problem gets when `--problem` switches to it: the best per-arm
 # agent of the report, and the classic default.
 DEFAULT_AGENTS = {CLASSIC: LINUCB, PER_ARM: INTERACTION_LINUCB}
 # Commands that write a run root, one at a time per root.
 RUN_COMMANDS = ("train", "retrain", "demo")
-# Commands that only read a run root and so never create one.
-READ_ONLY_COMMANDS = ("lineage", "tensorboard")
+# Commands that never create a run root (they only read one, or use none).
+READ_ONLY_COMMANDS = ("lineage", "tensorboard", "simulate")
 TENSORBOARD_PORT = 6006
 _LOG = logging.getLogger("mlbandits")
 
@@ -73,6 +76,59 @@ def _candidate_count(text: str) -> int:
             f"{count} candidates is more than the {NUM_ITEMS} movies of MovieLens 100K"
         )
     return count
+
+
+def _server_url(text: str) -> str:
+    """An argparse type: the base URL of a prediction server."""
+    parts = urllib.parse.urlsplit(text)
+    if parts.scheme not in ("http", "https") or not parts.hostname or parts.path not in ("", "/"):
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a server URL: write http://HOST:PORT, e.g. http://127.0.0.1:8080 "
+            "(the routes come from the config's serving section)"
+        )
+    return text.rstrip("/")
+
+
+def _endpoint(text: str) -> str:
+    """An argparse type: a Vertex endpoint resource name, or a bare id the config resolves."""
+    from simulation.vertex_endpoint import endpoint_problem
+
+    problem = endpoint_problem(text)
+    if problem:
+        raise argparse.ArgumentTypeError(problem)
+    return text
+
+
+def _add_simulate_command(commands: argparse._SubParsersAction) -> None:
+    help_text = (
+        "Send simulated MovieLens users to a Vertex AI endpoint (or a local server), report "
+        "each served user's reward back through it, and print the average reward and regret."
+    )
+    simulate = commands.add_parser("simulate", help=help_text, description=help_text)
+    target = simulate.add_mutually_exclusive_group(required=True)
+    target.add_argument(
+        "--endpoint",
+        type=_endpoint,
+        help="projects/P/locations/R/endpoints/E, or E alone with vertex.project and "
+        "vertex.region from --config; vertex.api_endpoint overrides R-aiplatform.googleapis.com",
+    )
+    target.add_argument(
+        "--url",
+        type=_server_url,
+        help="a local prediction server instead, e.g. http://127.0.0.1:8080",
+    )
+    simulate.add_argument(
+        "--requests", type=_positive_int, help="users to serve (default: loop.requests_per_round)"
+    )
+    simulate.add_argument("--config", help="JSON file overriding the defaults (see README)")
+    simulate.add_argument("--movielens-dir", help="directory holding MovieLens 100K's u.data")
+    simulate.add_argument(
+        "--problem",
+        choices=(CLASSIC, PER_ARM),
+        help="the served policy's problem (default: the config's movielens.problem)",
+    )
+    simulate.set_defaults(root=None)
+    console.add_verbose_flag(simulate)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -140,6 +196,7 @@ def build_parser() -> argparse.ArgumentParser:
     console.add_verbose_flag(report)
     vertex_cli.add_vertex_commands(commands)
     lineage_cli.add_lineage_commands(commands)
+    _add_simulate_command(commands)
 
     emulator = commands.add_parser(
         "emulator",
@@ -350,6 +407,62 @@ def run_report_command(args: argparse.Namespace) -> int:
     for kind, path in files.items():
         print(f"{kind:<12}: {path}")
     return 0
+
+
+def run_simulate_command(args: argparse.Namespace, config: config_lib.PipelineConfig) -> int:
+    """One round of simulated traffic; exits 1 if any request failed."""
+    from simulation.simulator import LocalServer, ServiceError, simulate
+    from simulation.vertex_endpoint import VertexEndpoint, region_of
+    from tfx_pipeline.demo_loop.feedback_loop import simulated_users_of
+
+    if args.url:
+        service = LocalServer(args.url, config.serving.predict_route, config.serving.reward_route)
+        where = args.url
+    else:
+        endpoint = _endpoint_name(args.endpoint, config.vertex)
+        service = VertexEndpoint(
+            endpoint,
+            config.vertex.api_endpoint or f"{region_of(endpoint)}-aiplatform.googleapis.com",
+        )
+        where = f"{endpoint} at {service.api_endpoint}"
+    with console.StatusLine() as status:
+        _find_movielens(config.movielens.data_dir, status)
+        status.show("loading the simulated users")
+        users = simulated_users_of(config)
+    traffic = config.loop
+    if args.requests:
+        traffic = dataclasses.replace(traffic, requests_per_round=args.requests)
+    print(f"simulate: {traffic.requests_per_round} users to {where}", flush=True)
+    try:
+        report = simulate(service, users, traffic)
+    except ServiceError as error:
+        print(f"mlbandits: {error}", file=sys.stderr)
+        return 1
+    versions = ", ".join(f"{v} ({n})" for v, n in report.model_versions.most_common())
+    print(f"  requests            : {traffic.requests_per_round}")
+    print(f"  rewarded            : {report.events}")
+    print(f"  average reward      : {report.average_reward:.4f}")
+    print(f"  average regret      : {report.average_regret:.4f}")
+    print(f"  model versions      : {versions or 'none'}")
+    print(f"  errors              : {len(report.errors)}")
+    for error in sorted(set(report.errors))[:3]:
+        print(f"    {error}")
+    print(f"  time                : {report.seconds:.1f} s")
+    return 1 if report.errors else 0
+
+
+def _endpoint_name(endpoint: str, vertex: VertexConfig) -> str:
+    """The full resource name of `--endpoint`, a bare id resolved in vertex.project/region."""
+    if "/" in endpoint:
+        return endpoint
+    for field in ("project", "region"):
+        if not getattr(vertex, field):
+            raise config_lib.ConfigError(
+                f"--endpoint {endpoint} is a bare endpoint id, which needs vertex.{field} in the "
+                "--config file; set it, or pass the full name "
+                f"projects/PROJECT/locations/REGION/endpoints/{endpoint}"
+            )
+    return f"projects/{vertex.project}/locations/{vertex.region}/endpoints/{endpoint}"
 
 
 def run_tensorboard_command(args: argparse.Namespace) -> int:
@@ -565,6 +678,8 @@ def _run_command(
         return lineage_cli.run_lineage_command(args, config)
     if args.command == "tensorboard":
         return run_tensorboard_command(args)
+    if args.command == "simulate":
+        return run_simulate_command(args, config)
     if args.command == "demo":
         return run_demo_command(config)
     return run_pipeline_command(config, retraining=args.command == "retrain")

@@ -8,15 +8,29 @@ body is parsed strictly into its request type and checked with
 Changes take effect when the request is accepted; the operation answering it
 is done at once, or after `pending_polls` reads of it, so a client's polling
 is exercised.
+
+`:predict` is forwarded as Vertex AI forwards it: the request body, as sent,
+is POSTed to the container URL a test registered for the chosen deployed model
+(`serve_deployed_model`), chosen by the endpoint's traffic split (in exact
+proportion, deterministically); the container's `predictions` come back in a
+PredictResponse naming the deployed model and its Model. An endpoint with
+nothing deployed, or no traffic, is refused with FAILED_PRECONDITION; a
+container's refusal comes back with its status and body, as Vertex returns a
+failed prediction (e.g. 400 FAILED_PRECONDITION, "Prediction failed: ...").
 """
 
 from __future__ import annotations
 
+import collections
 import datetime
+import json
 import re
-from typing import Any, Callable, Dict, List, Tuple
+import urllib.error
+import urllib.request
+from typing import Any, Callable, Counter, Dict, List, Tuple
 
 from google.cloud import aiplatform_v1
+from google.protobuf import json_format
 
 from tests.helpers.vertex_api_rules import (
     ApiError,
@@ -45,6 +59,16 @@ _UPDATABLE = {
 }
 _EPOCH = datetime.datetime(2024, 1, 1, tzinfo=datetime.timezone.utc)
 _API = "type.googleapis.com/google.cloud.aiplatform.v1"
+# A container's HTTP status -> the canonical status Vertex answers a failed prediction with.
+_PREDICTION_STATUS = {
+    400: "FAILED_PRECONDITION",
+    404: "NOT_FOUND",
+    409: "ALREADY_EXISTS",
+    429: "RESOURCE_EXHAUSTED",
+    503: "UNAVAILABLE",
+}
+_CONTAINER_TIMEOUT_S = 30.0
+_NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 Reply = Tuple[int, Dict[str, Any]]
 Route = Tuple[str, str, Callable[[str, Dict[str, str], bytes], Reply]]
 
@@ -57,6 +81,8 @@ class FakeEndpointsAndModels:
         self.endpoints: Dict[str, Dict[str, Any]] = {}
         self.operations: Dict[str, Dict[str, Any]] = {}
         self.pending_polls = 0
+        self._containers: Dict[str, str] = {}
+        self._forwarded: Counter = collections.Counter()
         self._polls_left: Dict[str, int] = {}
         self._serial = 0
         self._clock = 0
@@ -71,6 +97,7 @@ class FakeEndpointsAndModels:
             ("PATCH", rf"/v1/({_ENDPOINT})", self._update_endpoint),
             ("POST", rf"/v1/({_ENDPOINT}):deployModel", self._deploy_model),
             ("POST", rf"/v1/({_ENDPOINT}):undeployModel", self._undeploy_model),
+            ("POST", rf"/v1/({_ENDPOINT}):predict", self._predict),
             ("GET", rf"/v1/({_LOCATION}/operations/[^/:]+)", self._get_operation),
             # The REST operations client polls through the first binding Vertex lists, /ui/.
             ("GET", rf"/ui/({_LOCATION}/operations/[^/:]+)", self._get_operation),
@@ -80,6 +107,16 @@ class FakeEndpointsAndModels:
         """The one endpoint with this display name."""
         (endpoint,) = [e for e in self.endpoints.values() if e["displayName"] == display_name]
         return endpoint
+
+    def serve_deployed_model(self, deployed_model_id: str, url: str) -> None:
+        """Forwards the predictions routed to `deployed_model_id` to `url`, its container's
+        predict route (e.g. http://127.0.0.1:PORT/predict)."""
+        deployed = [
+            d["id"] for e in self.endpoints.values() for d in e.get("deployedModels", [])
+        ]
+        if deployed_model_id not in deployed:
+            raise ValueError(f"no DeployedModel {deployed_model_id!r}; deployed: {deployed}")
+        self._containers[deployed_model_id] = url
 
     # --- models ---------------------------------------------------------------------------------
 
@@ -231,6 +268,53 @@ class FakeEndpointsAndModels:
             del endpoint["deployedModels"]
         return 200, self._operation(_location(name), "UndeployModelResponse", {})
 
+    # --- predictions ----------------------------------------------------------------------------
+
+    def _predict(self, name: str, query: Dict[str, str], raw: bytes) -> Reply:
+        parse_query(query, aiplatform_v1.PredictRequest, {"endpoint"})
+        request = raw_message(_parse_request(raw, aiplatform_v1.PredictRequest, "endpoint"))
+        endpoint = self._endpoint(name)
+        if not request.instances:
+            raise invalid("PredictRequest.instances is required: send at least one instance.")
+        deployed_id = self._route(name, endpoint)
+        if deployed_id not in self._containers:
+            raise ApiError(
+                503,
+                f"DeployedModel {deployed_id!r} has no container in this fake: call "
+                "serve_deployed_model(deployed_model_id, url) first.",
+                "UNAVAILABLE",
+            )
+        status, text = _post(self._containers[deployed_id], raw)
+        if status != 200:
+            raise ApiError(status, text, _PREDICTION_STATUS.get(status, "INTERNAL"))
+        (deployed,) = [d for d in endpoint["deployedModels"] if d["id"] == deployed_id]
+        answer = {
+            "predictions": _container_predictions(text),
+            "deployedModelId": deployed_id,
+            "model": deployed["model"],
+            "modelDisplayName": self.models[deployed["model"]]["displayName"],
+            "modelVersionId": self.models[deployed["model"]]["versionId"],
+        }
+        json_format.ParseDict(answer, aiplatform_v1.PredictResponse.pb()())  # a valid response
+        return 200, answer
+
+    def _route(self, name: str, endpoint: Dict[str, Any]) -> str:
+        """The deployed model the next prediction goes to, keeping the split's exact shares."""
+        if not endpoint.get("deployedModels"):
+            raise failed_precondition(
+                f"Endpoint {name} has no deployed models: deploy a Model to it (DeployModel) "
+                "before sending predictions."
+            )
+        shares = {d: p for d, p in endpoint.get("trafficSplit", {}).items() if p > 0}
+        if not shares:
+            raise failed_precondition(
+                f"Endpoint {name} sends no traffic to its deployed models: give them a "
+                "traffic_split (UpdateEndpoint)."
+            )
+        chosen = min(shares, key=lambda d: (self._forwarded[d] + 1) / shares[d])
+        self._forwarded[chosen] += 1
+        return chosen
+
     # --- operations -----------------------------------------------------------------------------
 
     def _get_operation(self, name: str, query: Dict[str, str], raw: bytes) -> Reply:
@@ -278,6 +362,35 @@ def _parse_request(raw: bytes, request_type: Any, path_field: str) -> Any:
             "path."
         )
     return request
+
+
+def _post(url: str, body: bytes) -> Tuple[int, str]:
+    """(HTTP status, body text) of POSTing `body` to a container; 503 if it cannot be reached."""
+    request = urllib.request.Request(
+        url, data=body, headers={"Content-Type": "application/json"}, method="POST"
+    )
+    try:
+        with _NO_PROXY.open(request, timeout=_CONTAINER_TIMEOUT_S) as response:
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read().decode(errors="replace")
+    except (urllib.error.URLError, OSError) as error:
+        return 503, f"the container at {url} cannot be reached: {error}"
+
+
+def _container_predictions(text: str) -> List[Any]:
+    """The `predictions` of a container's answer; Vertex refuses any other shape."""
+    try:
+        answer = json.loads(text)
+    except ValueError:
+        answer = None
+    if not isinstance(answer, dict) or not isinstance(answer.get("predictions"), list):
+        raise ApiError(
+            500,
+            f"The container's answer is not a JSON object with a predictions array: {text[:200]}",
+            "INTERNAL",
+        )
+    return answer["predictions"]
 
 
 def _deployed_ids(endpoint: Dict[str, Any]) -> List[str]:

@@ -129,7 +129,7 @@ def test_empty_vertex_parameters_are_tolerated():
             "instances[0].user_id: expected an integer or null, got string",
         ),
         (
-            {"instances": [_instance(user_id=4.0)]},
+            {"instances": [_instance(user_id=4.5)]},
             "instances[0].user_id: expected an integer or null, got number",
         ),
         (
@@ -173,6 +173,22 @@ def test_rewards_at_the_contract_bounds_are_accepted(reward):
 def test_user_ids_in_the_contract_range_are_accepted(user_id):
     body = _predict({"instances": [_instance(user_id=user_id)]})
     assert parse_predict_request(body, DIM, MAX_INSTANCES).user_ids == [user_id]
+
+
+@pytest.mark.parametrize("user_id, expected", [(42.0, 42), (1.0, 1), (2.0**62, 2**62)])
+def test_a_whole_float_user_id_is_the_integer_vertex_clients_meant(user_id, expected):
+    """aiplatform's clients send numbers as protobuf doubles: a user id arrives as 42.0."""
+    body = _predict({"instances": [_instance(user_id=user_id)]})
+    (parsed,) = parse_predict_request(body, DIM, MAX_INSTANCES).user_ids
+    assert parsed == expected and type(parsed) is int
+
+
+@pytest.mark.parametrize("user_id", [0.0, 2.0**63, -3.0])
+def test_a_whole_float_user_id_outside_the_contract_is_refused(user_id):
+    body = _predict({"instances": [_instance(user_id=user_id)]})
+    outside = r"instances\[0\]\.user_id: .* is outside the allowed range"
+    with pytest.raises(RequestError, match=outside):
+        parse_predict_request(body, DIM, MAX_INSTANCES)
 
 
 @pytest.mark.parametrize(
