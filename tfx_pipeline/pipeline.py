@@ -56,6 +56,7 @@ def create_pipeline(
     beam_pipeline_args: Optional[List[str]] = None,
     vertex_push: Optional[RolloutSettings] = None,
     vertex_training_job: Optional[Dict[str, Any]] = None,
+    experiment_properties: Optional[Dict[str, str]] = None,
 ) -> tfx.dsl.Pipeline:
     """Builds the training DAG, or with `retraining` the same DAG minus the Generator.
 
@@ -77,6 +78,9 @@ def create_pipeline(
         copied below `push_base_directory`.
       vertex_training_job: custom_config of a Vertex custom training job; when
         set the trainer step runs the training there instead of in-process.
+      experiment_properties: the trainer's and the evaluator's
+        `vertex_experiment` and `vertex_experiment_run` parameters; when set
+        both record the run in Vertex AI Experiments.
     """
     components = []
     bq, movielens, contract = config.bigquery, config.movielens, config.data_contract
@@ -147,6 +151,7 @@ def create_pipeline(
         observation_dim=movielens.observation_dim,
         num_actions=movielens.actions_per_round,
         settings=config.trainer,
+        **(experiment_properties or {}),
     )
     if items_gen is not None:
         trainer_args.update(
@@ -168,6 +173,7 @@ def create_pipeline(
         movielens_dir=movielens.data_dir,
         settings=config.evaluator,
         rank_k=movielens.rank_k,
+        **(experiment_properties or {}),
     )
     pusher = deploy.pusher(
         trainer.outputs["model"],

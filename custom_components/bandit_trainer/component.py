@@ -10,6 +10,7 @@ from tfx.types import standard_artifacts
 from tfx.types.component_spec import ChannelParameter, ExecutionParameter
 
 from bandit_core.policy_metadata import CLASSIC, PER_ARM
+from bandit_core.vertex_experiments import EXPERIMENT_PROPERTY, RUN_PROPERTY
 from custom_components.bandit_trainer import executor
 from custom_components.bandit_trainer.settings import TrainerSettings
 
@@ -25,6 +26,8 @@ class BanditTrainerSpec(types.ComponentSpec):
         "problem": ExecutionParameter(type=str, optional=True),
         "arm_dim": ExecutionParameter(type=int, optional=True),
         "feature_version": ExecutionParameter(type=str, optional=True),
+        EXPERIMENT_PROPERTY: ExecutionParameter(type=str, optional=True),
+        RUN_PROPERTY: ExecutionParameter(type=str, optional=True),
         **{
             f.name: ExecutionParameter(type=_SETTING_TYPES[f.name])
             for f in dataclasses.fields(TrainerSettings)
@@ -50,6 +53,8 @@ def spec_arguments(
     items: Optional[types.BaseChannel] = None,
     arm_dim: int = 0,
     feature_version: str = "",
+    vertex_experiment: Optional[str] = None,
+    vertex_experiment_run: Optional[str] = None,
 ) -> Dict[str, Any]:
     """BanditTrainerSpec's arguments: every setting becomes an execution parameter.
 
@@ -57,7 +62,9 @@ def spec_arguments(
     With `items` the problem is per-arm: `observation_dim` is the users'
     feature length, `num_actions` the candidates per round, and `items` the
     movies (features of `feature_version`, length `arm_dim`) that the policy
-    ships with.
+    ships with. `vertex_experiment` (an `ExperimentTarget` as JSON) and
+    `vertex_experiment_run` (the run's name) make the trainer record the run in
+    Vertex AI Experiments (`bandit_core.vertex_experiments`).
     """
     per_arm = items is not None
     return dict(
@@ -67,6 +74,8 @@ def spec_arguments(
         problem=PER_ARM if per_arm else CLASSIC,
         arm_dim=arm_dim if per_arm else 0,
         feature_version=feature_version if per_arm else "",
+        vertex_experiment=vertex_experiment,
+        vertex_experiment_run=vertex_experiment_run,
         observation_dim=observation_dim,
         num_actions=num_actions,
         **dataclasses.asdict(settings),
@@ -83,7 +92,8 @@ class BanditTrainer(base_component.BaseComponent):
     It consumes ExampleValidator's anomalies so that a bad batch stops the run
     here, before anything is trained or pushed. `settings` choose the agent
     and its hyper-parameters (see `settings.TrainerSettings`); given `items`,
-    it trains a per-arm agent (see `spec_arguments`).
+    it trains a per-arm agent; given `vertex_experiment`, it records the run in
+    Vertex AI Experiments (see `spec_arguments`).
     """
 
     SPEC_CLASS = BanditTrainerSpec
@@ -99,6 +109,8 @@ class BanditTrainer(base_component.BaseComponent):
         items: Optional[types.BaseChannel] = None,
         arm_dim: int = 0,
         feature_version: str = "",
+        vertex_experiment: Optional[str] = None,
+        vertex_experiment_run: Optional[str] = None,
     ):
         arguments = spec_arguments(
             examples,
@@ -109,5 +121,7 @@ class BanditTrainer(base_component.BaseComponent):
             items,
             arm_dim,
             feature_version,
+            vertex_experiment,
+            vertex_experiment_run,
         )
         super().__init__(spec=BanditTrainerSpec(**arguments))

@@ -18,6 +18,7 @@ from bandit_core.item_catalogue import ItemCatalogue
 from bandit_core.policy_metadata import PER_ARM, PolicyMetadata, read_policy_metadata
 from custom_components.bandit_trainer import (
     anomalies_gate,
+    experiment_record,
     per_arm_export,
     per_arm_training,
     training,
@@ -80,6 +81,14 @@ class Executor(base_executor.BaseExecutor):
         training_summaries.write_classic_summaries(
             _model_run_dir(output_dict), trained, train.observations, settings
         )
+        experiment_record.record_training(
+            exec_properties,
+            metrics,
+            trained.losses,
+            settings.batch_size,
+            _model_run_dir(output_dict),
+            path_utils.serving_model_dir(model.uri),
+        )
 
 
 def _train_per_arm(
@@ -134,6 +143,14 @@ def _train_per_arm(
         train.global_features,
         train.arm_features,
         train.movie_ids,
+    )
+    experiment_record.record_training(
+        exec_properties,
+        metrics,
+        trained.losses,
+        settings.batch_size,
+        _model_run_dir(output_dict),
+        path_utils.serving_model_dir(model.uri),
     )
 
 

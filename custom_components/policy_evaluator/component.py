@@ -10,6 +10,7 @@ from tfx.dsl.components.base import base_component, executor_spec
 from tfx.types import standard_artifacts
 from tfx.types.component_spec import ChannelParameter, ExecutionParameter
 
+from bandit_core.vertex_experiments import EXPERIMENT_PROPERTY, RUN_PROPERTY
 from custom_components.policy_evaluator import executor
 from custom_components.policy_evaluator.settings import EvaluatorSettings
 
@@ -29,6 +30,8 @@ class PolicyEvaluatorSpec(types.ComponentSpec):
         "reward_max": ExecutionParameter(type=float),
         "movielens_dir": ExecutionParameter(type=str, optional=True),
         "rank_k": ExecutionParameter(type=int, optional=True),
+        EXPERIMENT_PROPERTY: ExecutionParameter(type=str, optional=True),
+        RUN_PROPERTY: ExecutionParameter(type=str, optional=True),
     }
     INPUTS = {
         "examples": ChannelParameter(type=standard_artifacts.Examples),
@@ -54,7 +57,10 @@ class PolicyEvaluator(base_component.BaseComponent):
     policies; bad evaluation data is a refusal to bless, with the reason in
     `blessing_message` and in the evaluation JSON. A per-arm candidate (its
     sidecar says so) is evaluated over the logged candidate sets; its
-    simulator is the per-arm MovieLens problem of SVD rank `rank_k`.
+    simulator is the per-arm MovieLens problem of SVD rank `rank_k`. Given
+    `vertex_experiment` (an `ExperimentTarget` as JSON) and
+    `vertex_experiment_run`, it records the evaluation in that Vertex AI
+    Experiments run (`bandit_core.vertex_experiments`).
     """
 
     SPEC_CLASS = PolicyEvaluatorSpec
@@ -73,6 +79,8 @@ class PolicyEvaluator(base_component.BaseComponent):
         split: str = "eval",
         settings: EvaluatorSettings = EvaluatorSettings(),
         rank_k: int = 0,
+        vertex_experiment: Optional[str] = None,
+        vertex_experiment_run: Optional[str] = None,
     ):
         super().__init__(
             spec=PolicyEvaluatorSpec(
@@ -85,6 +93,8 @@ class PolicyEvaluator(base_component.BaseComponent):
                 reward_max=reward_max,
                 movielens_dir=movielens_dir,
                 rank_k=rank_k,
+                vertex_experiment=vertex_experiment,
+                vertex_experiment_run=vertex_experiment_run,
                 blessing=types.Channel(type=standard_artifacts.ModelBlessing),
                 evaluation=types.Channel(type=standard_artifacts.ModelEvaluation),
             )

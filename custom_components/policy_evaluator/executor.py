@@ -15,7 +15,11 @@ from tfx.utils import io_utils, path_utils
 
 from bandit_core import logged_examples
 from bandit_core.policy_metadata import PER_ARM, read_policy_metadata
-from custom_components.policy_evaluator import evaluation, evaluation_summaries
+from custom_components.policy_evaluator import (
+    evaluation,
+    evaluation_summaries,
+    experiment_record,
+)
 from custom_components.policy_evaluator.per_arm_evaluation import evaluate_per_arm
 from custom_components.policy_evaluator.per_arm_target_policy import PerArmSavedPolicy
 from custom_components.policy_evaluator.settings import EvaluatorSettings
@@ -103,8 +107,12 @@ class Executor(tfx_evaluator_executor.Executor):
             model,
             baseline_model,
         )
-        _write_evaluation(artifact_utils.get_single_instance(output_dict["evaluation"]), result)
+        evaluation_artifact = artifact_utils.get_single_instance(output_dict["evaluation"])
+        _write_evaluation(evaluation_artifact, result)
         logging.info("PolicyEvaluator: %s", result.decision.reason)
+        experiment_record.record_evaluation(
+            exec_properties, result.to_json(), evaluation_artifact.uri
+        )
 
 
 def _evaluate_classic(

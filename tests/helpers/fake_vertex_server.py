@@ -6,7 +6,9 @@ schedules; through `fake_vertex_endpoints`, upload models, create, list,
 get and update endpoints, deploy and undeploy models, and read the
 long-running operations those answer with; through `fake_vertex_metadata`,
 list pipeline jobs and read Vertex ML Metadata's artifacts, executions and
-lineage. Every body and query string is parsed strictly into its
+lineage; through `fake_vertex_experiments`, write Vertex AI Experiments'
+contexts and artifacts and a registered TensorBoard's experiments, runs and
+time series. Every body and query string is parsed strictly into its
 `aiplatform_v1` request type and checked as the real API checks it
 (`vertex_api_rules`): a bad request is answered 400, an unknown resource 404, a
 pipeline job id taken 409, each with a google.rpc.Status body, so the client
@@ -29,6 +31,7 @@ from typing import Any, Callable, Dict, List, Tuple
 from google.cloud import aiplatform_v1
 
 from tests.helpers.fake_vertex_endpoints import FakeEndpointsAndModels
+from tests.helpers.fake_vertex_experiments import FakeExperiments
 from tests.helpers.fake_vertex_metadata import FakeMetadata
 from tests.helpers.vertex_api_rules import (
     ApiError,
@@ -57,7 +60,8 @@ class FakeVertexServer:
     """Runs on a free port of 127.0.0.1 for the life of the context.
 
     `pipeline_jobs` and `schedules` hold what was created, as the API returned it;
-    `prediction` holds the models, endpoints and operations; `metadata` the ML Metadata.
+    `prediction` holds the models, endpoints and operations; `metadata` the ML Metadata;
+    `experiments` the experiments' contexts and the TensorBoard resources.
     """
 
     def __init__(self) -> None:
@@ -66,6 +70,7 @@ class FakeVertexServer:
         self.schedules: List[Dict[str, Any]] = []
         self.prediction = FakeEndpointsAndModels()
         self.metadata = FakeMetadata(self.pipeline_jobs)
+        self.experiments = FakeExperiments(self.metadata)
         self._lock = threading.Lock()
         self._routes: List[Tuple[str, str, Callable[..., Reply]]] = [
             ("POST", rf"/v1/({_LOCATION})/pipelineJobs", self._create_pipeline_job),
@@ -76,6 +81,7 @@ class FakeVertexServer:
             ("GET", r"/storage/v1/b/([^/]+)", self._get_bucket),
             *self.prediction.routes(),
             *self.metadata.routes(),
+            *self.experiments.routes(),
         ]
         self._server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(self))
         self._thread = threading.Thread(

@@ -12,7 +12,10 @@ starts with a letter; a cron is five unix-cron fields with an optional
 `TZ=`/`CRON_TZ=` IANA time zone prefix. An endpoint's traffic split names only
 its deployed models and adds up to 100 (or is empty: no traffic); a deployed
 model still holding traffic is not undeployed while others remain; a custom
-container model is deployed on dedicated machines.
+container model is deployed on dedicated machines. Vertex ML Metadata ids are
+4-128 of `[a-z0-9-]` and a context's or artifact's metadata at most 200 KB; a
+TensorBoard experiment or run id is 1-128 of `[a-z0-9-]`, a time series id
+`[a-z0-9][a-z0-9-]{0,127}`; one TensorBoard write holds at most 5000 points.
 """
 
 import json
@@ -29,6 +32,11 @@ PIPELINE_JOB_ID = re.compile(r"[a-z0-9][a-z0-9-]{0,127}", re.ASCII)
 MAX_LABELS = 64
 MAX_LABEL_LENGTH = 64
 MAX_DISPLAY_NAME = 128
+METADATA_ID = re.compile(r"[a-z0-9-]{4,128}", re.ASCII)
+TENSORBOARD_ID = re.compile(r"[a-z0-9-]{1,128}", re.ASCII)
+TIME_SERIES_ID = re.compile(r"[a-z0-9][a-z0-9-]{0,127}", re.ASCII)
+MAX_METADATA_BYTES = 200 * 1024
+MAX_POINTS_PER_WRITE = 5000
 ENDPOINT_ID = re.compile(r"[a-z]([a-z0-9-]{0,61}[a-z0-9])?|[1-9][0-9]{0,8}", re.ASCII)
 _STATUS = {400: "INVALID_ARGUMENT", 404: "NOT_FOUND", 409: "ALREADY_EXISTS"}
 _MONTHS = ("JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC")
@@ -77,6 +85,17 @@ def parse_body(raw: bytes, message_type: Type[Message]) -> Message:
     return message_type.wrap(pb)
 
 
+def parse_request_body(raw: bytes, request_type: Type[Message], path_field: str) -> Message:
+    """A request whose body is the whole message (`body: "*"`) less the field the URL binds."""
+    request = parse_body(raw, request_type)
+    if getattr(raw_message(request), path_field):
+        raise invalid(
+            f'Invalid JSON payload received. Unknown name "{path_field}": it is bound by the URL '
+            "path."
+        )
+    return request
+
+
 def parse_query(
     query: Dict[str, str], request_type: Type[Message], bound: Iterable[str]
 ) -> Message:
@@ -117,6 +136,22 @@ def raw_message(message: Any) -> Any:
     unwrapped, so the checks read nested messages as raw protobuf.
     """
     return type(message).pb(message) if isinstance(message, proto.Message) else message
+
+
+def check_resource_id(resource_id: str, pattern: re.Pattern, field: str) -> None:
+    """An id the caller chose, against the rule its request type documents."""
+    if not pattern.fullmatch(resource_id):
+        raise invalid(
+            f"Invalid {field} {resource_id!r}: it must match the regular expression "
+            f"{pattern.pattern}."
+        )
+
+
+def check_metadata_size(metadata: Any, field: str) -> None:
+    """A metadata Struct of at most 200 KB, as Vertex ML Metadata allows."""
+    size = len(json.dumps(metadata, separators=(",", ":")).encode())
+    if size > MAX_METADATA_BYTES:
+        raise invalid(f"{field} is {size} bytes; the limit is {MAX_METADATA_BYTES}.")
 
 
 def check_pipeline_job(job: Any) -> None:

@@ -13,6 +13,11 @@ import re
 import zoneinfo
 
 from bandit_core.errors import require as _require
+from bandit_core.vertex_experiments import (
+    ExperimentTarget,
+    experiment_name_problem,
+    tensorboard_problem,
+)
 from bandit_core.whole_numbers import is_whole_number
 
 TRAINING_IN_PIPELINE = "pipeline"
@@ -84,6 +89,12 @@ class VertexConfig:
       retrain_cron: when the retraining DAG runs (Vertex schedule, UTC unless
         prefixed with CRON_TZ=Zone).
       api_endpoint: Vertex API endpoint override; empty means the regional one.
+      experiment: a Vertex AI Experiments name; when set, each pipeline run
+        becomes a run of it (the trainer's and the evaluator's parameters and
+        metrics); empty records nothing.
+      tensorboard: full name of a Vertex TensorBoard instance
+        (projects/P/locations/R/tensorboards/ID) in `region` that backs the
+        experiment: the runs' TensorBoard scalars become time series there.
     """
 
     project: str = ""
@@ -106,6 +117,8 @@ class VertexConfig:
     training_machine_type: str = "n1-standard-4"
     retrain_cron: str = "0 3 * * *"
     api_endpoint: str = ""
+    experiment: str = ""
+    tensorboard: str = ""
 
     @property
     def beam_temp_location(self) -> str:
@@ -114,6 +127,19 @@ class VertexConfig:
     @property
     def bigquery_project_id(self) -> str:
         return self.bigquery_project or self.project
+
+    @property
+    def experiment_target(self) -> ExperimentTarget | None:
+        """Where the trainer and evaluator record the run, or None without `experiment`."""
+        if not self.experiment:
+            return None
+        return ExperimentTarget(
+            project=self.project,
+            region=self.region,
+            experiment=self.experiment,
+            tensorboard=self.tensorboard,
+            api_endpoint=self.api_endpoint,
+        )
 
     def validate(self) -> None:
         """Checks the format of every setting that is set."""
@@ -184,6 +210,22 @@ class VertexConfig:
         )
         problem = cron_problem(self.retrain_cron)
         _require(problem is None, "vertex.retrain_cron", f"{self.retrain_cron!r}: {problem}")
+        self._validate_experiment()
+
+    def _validate_experiment(self) -> None:
+        if self.experiment:
+            problem = experiment_name_problem(self.experiment)
+            _require(problem is None, "vertex.experiment", f"{self.experiment!r} {problem}")
+        if not self.tensorboard:
+            return
+        _require(
+            bool(self.experiment),
+            "vertex.tensorboard",
+            "is set but vertex.experiment is empty: the TensorBoard backs an experiment; set "
+            "vertex.experiment too, or leave vertex.tensorboard empty",
+        )
+        problem = tensorboard_problem(self.tensorboard, self.project, self.region)
+        _require(problem is None, "vertex.tensorboard", f"{self.tensorboard!r} {problem}")
 
     def require_ready(self) -> "VertexConfig":
         """Checks that everything a Vertex command needs is set and well formed."""

@@ -2,17 +2,20 @@
 
 The DAG is `pipeline.create_pipeline`, the same function the local runner
 uses; only the arguments differ: real BigQuery, a gs:// pipeline root, Beam on
-Dataflow or in the step's container, TFX's Vertex Pusher, and optionally a
-Vertex custom training job.
+Dataflow or in the step's container, TFX's Vertex Pusher, optionally a
+Vertex custom training job, and with `vertex.experiment` the trainer's and the
+evaluator's record of each run in Vertex AI Experiments.
 """
 
 import json
 import pathlib
 from typing import Any, Dict, List, Optional
 
+from kfp.v2.dsl import PIPELINE_JOB_NAME_PLACEHOLDER
 from tfx import v1 as tfx
 
 from bandit_core.bigquery.clients import BigQueryEndpoints
+from bandit_core.vertex_experiments import EXPERIMENT_PROPERTY, RUN_PROPERTY
 from tfx_pipeline import deploy, pipeline
 from tfx_pipeline.config import REPO_ROOT, PipelineConfig, _require
 from tfx_pipeline.vertex.config import TRAINING_VERTEX_JOB, VertexConfig
@@ -87,6 +90,19 @@ def vertex_training_job_config(vertex: VertexConfig) -> Optional[Dict[str, Any]]
     }
 
 
+def experiment_properties(vertex: VertexConfig) -> Optional[Dict[str, str]]:
+    """The trainer's and evaluator's Vertex AI Experiments parameters, or None without one.
+
+    The run is named after the pipeline job: Vertex AI Pipelines replaces KFP's
+    `{{$.pipeline_job_name}}` placeholder in a parameter with the running job's
+    name, so every run of a compiled (or scheduled) DAG gets its own name.
+    """
+    target = vertex.experiment_target
+    if target is None:
+        return None
+    return {EXPERIMENT_PROPERTY: target.to_json(), RUN_PROPERTY: PIPELINE_JOB_NAME_PLACEHOLDER}
+
+
 def create_vertex_pipeline(
     config: PipelineConfig, vertex: VertexConfig, retraining: bool
 ) -> tfx.dsl.Pipeline:
@@ -104,6 +120,7 @@ def create_vertex_pipeline(
         beam_pipeline_args=beam_pipeline_args(vertex),
         vertex_push=deploy.vertex_push_config(vertex),
         vertex_training_job=vertex_training_job_config(vertex),
+        experiment_properties=experiment_properties(vertex),
     )
 
 

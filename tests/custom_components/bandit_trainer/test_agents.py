@@ -290,6 +290,8 @@ def test_component_parameters_are_the_settings_fields():
     assert trainer.exec_properties == {
         "observation_dim": D, "num_actions": K, "problem": "classic", "arm_dim": 0,
         "feature_version": "", **dataclasses.asdict(settings),
+        # Set only by the Vertex build with vertex.experiment (tfx_pipeline/vertex/runner.py).
+        "vertex_experiment": None, "vertex_experiment_run": None,
     }
     assert settings_from_exec_properties(trainer.exec_properties) == settings
     vertex = VertexJobBanditTrainer(

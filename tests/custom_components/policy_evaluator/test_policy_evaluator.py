@@ -347,6 +347,8 @@ def test_component_parameters_are_the_settings_fields():
     assert evaluator.exec_properties == {
         "split": "eval", **dataclasses.asdict(settings), "reward_min": -5.0,
         "reward_max": 10.0, "movielens_dir": "", "rank_k": 0,
+        # Set only by the Vertex build with vertex.experiment (tfx_pipeline/vertex/runner.py).
+        "vertex_experiment": None, "vertex_experiment_run": None,
     }
     assert executor.settings_from_exec_properties(evaluator.exec_properties) == settings
 

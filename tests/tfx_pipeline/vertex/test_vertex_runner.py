@@ -8,12 +8,15 @@ from pathlib import Path
 import pytest
 import yaml
 
+from bandit_core.bigquery.clients import BigQueryEndpoints
+from bandit_core.vertex_experiments import EXPERIMENT_PROPERTY, RUN_PROPERTY, ExperimentTarget
 from custom_components.bigquery_ingester.queries import (
     build_accepted_query,
     build_examples_query,
     build_serving_logs_query,
 )
 from custom_components.movielens_generator.component import LoggedInteractions
+from tfx_pipeline import pipeline
 from tfx_pipeline.config import ConfigError, PipelineConfig, _from_mapping
 from tfx_pipeline.vertex.cli import add_vertex_commands, run_vertex_command
 from tfx_pipeline.vertex.config import VertexConfig, cron_problem
@@ -51,6 +54,9 @@ TRAINING_TASKS = {
     "Pusher": ["BanditTrainer", "PolicyEvaluator"],
 }
 BOTH_DAGS = pytest.mark.parametrize("dag", ["training_job", "retraining_job"])
+EXPERIMENT = "movielens-bandits"
+TENSORBOARD = "projects/my-proj/locations/us-central1/tensorboards/42"
+RECORDING_TASKS = ("BanditTrainer", "PolicyEvaluator")
 
 
 @pytest.fixture(scope="module")
@@ -67,7 +73,9 @@ def training_job(tmp_path_factory) -> dict:
 
 @pytest.fixture(scope="module")
 def retraining_path(tmp_path_factory) -> Path:
-    vertex = dataclasses.replace(VERTEX, training="vertex_training_job")
+    vertex = dataclasses.replace(
+        VERTEX, training="vertex_training_job", experiment=EXPERIMENT, tensorboard=TENSORBOARD
+    )
     path = compile_pipeline(PipelineConfig(), vertex, True, tmp_path_factory.mktemp("retrain"))
     assert path.name == "movielens-bandits-retrain.json"
     return path
@@ -257,6 +265,34 @@ def test_training_can_run_as_a_vertex_custom_job(retraining_job):
     }
 
 
+def test_runs_are_recorded_in_vertex_experiments_when_an_experiment_is_set(retraining_job):
+    for task in RECORDING_TASKS:
+        target = ExperimentTarget.from_json(parameter(retraining_job, task, EXPERIMENT_PROPERTY))
+        assert target == ExperimentTarget(
+            project="my-proj", region="us-central1", experiment=EXPERIMENT, tensorboard=TENSORBOARD
+        )
+        # Vertex AI Pipelines fills in the running job's name.
+        assert parameter(retraining_job, task, RUN_PROPERTY) == "{{$.pipeline_job_name}}"
+
+
+def test_nothing_is_recorded_without_an_experiment(training_job):
+    for task in RECORDING_TASKS:
+        inputs = training_job["pipelineSpec"]["root"]["dag"]["tasks"][task]["inputs"]
+        assert not {EXPERIMENT_PROPERTY, RUN_PROPERTY} & set(inputs["parameters"])
+
+
+def test_the_local_dag_never_records_even_with_an_experiment_configured():
+    config = PipelineConfig().replace(vertex={"experiment": EXPERIMENT})
+    dag = pipeline.create_pipeline(
+        config, "/tmp/root", "/tmp/serving", BigQueryEndpoints(project="local-proj")
+    )
+    recording = [c for c in dag.components if c.id in RECORDING_TASKS]
+    assert [c.id for c in recording] == list(RECORDING_TASKS)
+    for component in recording:
+        assert component.exec_properties[EXPERIMENT_PROPERTY] is None
+        assert component.exec_properties[RUN_PROPERTY] is None
+
+
 @pytest.mark.parametrize(
     "change, setting",
     [
@@ -268,6 +304,17 @@ def test_training_can_run_as_a_vertex_custom_job(retraining_job):
         ({"serving_image": "us-docker.pkg.dev/my-proj/repo/serving"}, "vertex.serving_image"),
         ({"retrain_cron": "every day"}, "vertex.retrain_cron"),
         ({"training": "tpu"}, "vertex.training"),
+        ({"experiment": "MovieLens_Bandits"}, "vertex.experiment"),
+        ({"experiment": "abc"}, "vertex.experiment"),
+        ({"tensorboard": TENSORBOARD}, "vertex.tensorboard"),
+        ({"experiment": EXPERIMENT, "tensorboard": "tensorboards/42"}, "vertex.tensorboard"),
+        (
+            {
+                "experiment": EXPERIMENT,
+                "tensorboard": "projects/my-proj/locations/europe-west4/tensorboards/42",
+            },
+            "vertex.tensorboard",
+        ),
     ],
 )
 def test_bad_vertex_settings_stop_compilation(tmp_path, change, setting):
