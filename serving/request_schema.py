@@ -276,6 +276,8 @@ def _candidates(value: Any, where: str, counts: Tuple[int, int]) -> Optional[Lis
         )
     if not low <= len(value) <= high:
         raise RequestError(f"{where}: expected {wanted} movie ids, got {len(value)}")
+    if list(map(type, value)).count(int) != len(value):  # Vertex sends ids as 42.0, see _user_id
+        value = [int(v) if type(v) is float and v.is_integer() else v for v in value]
     # Whole-list passes in C: a 1,682-id list costs tens of microseconds, not a
     # Python loop's hundreds. Only a bad list is walked, to name its first bad id.
     if list(map(type, value)).count(int) != len(value) or (

@@ -250,6 +250,7 @@ def _one_by_one(value, counts=(1, 6)):
         return f"{where}: expected an array of 1 to 6 movie ids, got {_kind(value)}"
     if not counts[0] <= len(value) <= counts[1]:
         return f"{where}: expected 1 to 6 movie ids, got {len(value)}"
+    value = [int(v) if type(v) is float and v.is_integer() else v for v in value]  # Vertex's 17.0
     for j, movie_id in enumerate(value):
         if type(movie_id) is not int:
             return f"{where}[{j}]: expected an integer movie id, got {_kind(movie_id)}"
@@ -279,7 +280,10 @@ def _kind(value) -> str:
         (list(range(7)), "instances[0].candidates: expected 1 to 6 movie ids, got 7"),
         ([3, True], "instances[0].candidates[1]: expected an integer movie id, got boolean"),
         ([False], "instances[0].candidates[0]: expected an integer movie id, got boolean"),
-        ([3, 17.0], "instances[0].candidates[1]: expected an integer movie id, got number"),
+        ([3, 17.0], [3, 17]),  # aiplatform's clients send every number as a double
+        ([3, 17.5], "instances[0].candidates[1]: expected an integer movie id, got number"),
+        ([3, float("inf")], "instances[0].candidates[1]: expected an integer movie id, got number"),
+        ([3, 2.0**63], "instances[0].candidates[1]: 9223372036854775808 is outside the INT64 range"),
         ([3, "17"], "instances[0].candidates[1]: expected an integer movie id, got string"),
         ([3, None], "instances[0].candidates[1]: expected an integer movie id, got null"),
         ([[3]], "instances[0].candidates[0]: expected an integer movie id, got array"),
@@ -305,7 +309,8 @@ def test_candidates_are_refused_like_one_id_at_a_time(candidates, expected):
 def test_random_candidate_lists_get_the_per_id_answer():
     """Mixed lists of good and bad ids: the same list or the same message as checking each id."""
     rng = np.random.default_rng(0)
-    pool = [0, 1, 2, 3, -5, 2**63 - 1, 2**63, -(2**63), -(2**63) - 1, True, False, 1.0, "1", None]
+    pool = [0, 1, 2, 3, -5, 2**63 - 1, 2**63, -(2**63), -(2**63) - 1, True, False, 1.0, 1.5, "1",
+            None]
     for _ in range(2000):
         picks = rng.integers(len(pool), size=rng.integers(0, 8))
         candidates = [pool[i] if rng.random() < 0.3 else int(rng.integers(4, 10**6)) for i in picks]
