@@ -181,3 +181,14 @@ def test_concurrent_appends_and_queries_each_get_their_own_results(emulator, cli
     assert sum(f.result() for f in done) == 0
     (count,) = next(iter(client.query(f"SELECT COUNT(*) FROM `{table_id}`").result()))
     assert count == 4 * appends * batch
+
+
+def test_writes_leave_no_copy_of_the_table_behind(client):
+    """bqemulator's time-travel snapshots copied the whole table after every insert."""
+    table = _make_table(client)
+    for i in range(20):
+        assert client.insert_rows_json(table, [{**ROWS[1], "user_id": 100 + i}]) == []
+    snapshots = "SELECT COUNT(*) AS n FROM duckdb_tables() WHERE schema_name = '_bqemulator_snapshots'"
+    assert [row["n"] for row in client.query(snapshots).result()] == [0]
+    total = f"SELECT COUNT(*) AS n FROM `{table.project}.{table.dataset_id}.{table.table_id}`"
+    assert [row["n"] for row in client.query(total).result()] == [len(ROWS) + 20]
