@@ -1,7 +1,6 @@
 """Reads artifacts, runs `evaluation.evaluate`, writes the blessing and the evaluation."""
 
 import dataclasses
-import json
 import os
 from typing import Any, Callable, Dict, List, Optional, Tuple, TypeVar
 
@@ -14,6 +13,7 @@ from tfx.types import artifact_utils
 from tfx.utils import io_utils, path_utils
 
 from bandit_core import logged_examples
+from bandit_core.policy_evaluation_file import write_policy_evaluation
 from bandit_core.policy_metadata import PER_ARM, read_policy_metadata
 from custom_components.policy_evaluator import (
     evaluation,
@@ -30,7 +30,6 @@ from simulation.movielens_data import MovieLensDataError
 from simulation.movielens_environment import MovieLensBandit
 from simulation.movielens_per_arm import MovieLensPerArmBandit
 
-EVALUATION_FILE = "policy_evaluation.json"
 T = TypeVar("T")
 
 
@@ -228,9 +227,7 @@ def _write_blessing(
 def _write_evaluation(evaluation_artifact: types.Artifact, result: evaluation.Evaluation) -> None:
     """The full JSON as a file; its numbers as MLMD custom properties and TensorBoard scalars."""
     report = result.to_json()
-    io_utils.write_string_file(
-        os.path.join(evaluation_artifact.uri, EVALUATION_FILE), json.dumps(report, indent=2)
-    )
+    write_policy_evaluation(evaluation_artifact.uri, report)
     evaluation_summaries.write_evaluation_summaries(evaluation_artifact.uri, report)
     evaluation_artifact.set_int_custom_property("blessed", int(result.blessed))
     evaluation_artifact.set_string_custom_property("reason", result.decision.reason)

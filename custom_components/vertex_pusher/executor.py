@@ -2,7 +2,6 @@
 
 import dataclasses
 import json
-import os
 import time
 from typing import Any, Dict, List, Mapping, Optional
 
@@ -12,12 +11,10 @@ from tfx.components.pusher import executor as tfx_pusher_executor
 from tfx.types import artifact_utils, standard_component_specs
 from tfx.utils import io_utils
 
+from bandit_core.policy_evaluation_file import read_policy_evaluation
 from custom_components.vertex_pusher import rollout
 from custom_components.vertex_pusher.endpoint_client import EndpointClient
 from custom_components.vertex_pusher.settings import RolloutSettings
-
-# The file PolicyEvaluator writes into its `evaluation` artifact.
-EVALUATION_FILE = "policy_evaluation.json"
 
 
 def settings_from_exec_properties(exec_properties: Dict[str, Any]) -> RolloutSettings:
@@ -30,8 +27,7 @@ def read_evaluation(artifacts: Optional[List[types.Artifact]]) -> Optional[Mappi
     """The run's evaluation JSON, or None when the component was given none."""
     if not artifacts:
         return None
-    path = os.path.join(artifact_utils.get_single_instance(artifacts).uri, EVALUATION_FILE)
-    return json.loads(io_utils.read_string_file(path))
+    return read_policy_evaluation(artifact_utils.get_single_instance(artifacts).uri)
 
 
 class Executor(tfx_pusher_executor.Executor):

@@ -15,6 +15,7 @@ from tfx.types import artifact_utils, standard_artifacts
 from tfx.utils import path_utils
 
 from bandit_core import vertex_experiments
+from bandit_core.policy_evaluation_file import EVALUATION_FILE
 from bandit_core.vertex_calls import VertexCallError
 from custom_components.bandit_trainer import executor as trainer_executor
 from custom_components.bandit_trainer import training_summaries
@@ -144,7 +145,7 @@ def test_the_trainer_records_its_agent_settings_rows_and_final_loss(recorded):
 def test_the_evaluator_adds_each_estimate_interval_and_the_blessing(recorded):
     fake, trained, _, evaluation = recorded
     run = fake.experiments.contexts[f"{STORE}/contexts/{EXPERIMENT}-{RUN}"]["metadata"]
-    with open(os.path.join(evaluation.uri, evaluator_executor.EVALUATION_FILE)) as f:
+    with open(os.path.join(evaluation.uri, EVALUATION_FILE)) as f:
         report = json.load(f)
     mlmd_numbers = {
         name: evaluation.get_float_custom_property(name)

@@ -12,6 +12,7 @@ from ml_metadata.proto import metadata_store_pb2
 from bandit_core import columns
 from bandit_core.bigquery import clients, tables
 from bandit_core.item_catalogue import CATALOGUE_DIR, ItemCatalogue
+from bandit_core.policy_evaluation_file import EVALUATION_FILE
 from bandit_core.saved_policy import load_saved_policy, per_arm_policy_actions
 from simulation import movielens_per_arm
 from simulation.movielens_data import NUM_ITEMS, default_data_dir
@@ -140,7 +141,7 @@ def test_per_arm_dag_joins_item_features_and_pushes_a_policy_with_its_catalogue(
 
     evaluation = next(a for a in artifacts["ModelEvaluation"])
     report = json.loads(
-        pathlib.Path(evaluation.uri, "policy_evaluation.json").read_text()
+        pathlib.Path(evaluation.uri, EVALUATION_FILE).read_text()
     )
     simulator = report["simulator"]
     candidate = report["candidate"]

@@ -23,6 +23,7 @@ from tfx.types import standard_artifacts
 from tfx.utils import path_utils, proto_utils
 
 from bandit_core.errors import ConfigError
+from bandit_core.policy_evaluation_file import EVALUATION_FILE
 from custom_components.bandit_schema_gen.component import BanditSchemaGen
 from custom_components.bandit_trainer.component import BanditTrainer
 from custom_components.bandit_trainer.settings import TrainerSettings
@@ -143,7 +144,7 @@ def _run(examples, model, baseline, tmp_path, **overrides):
         {"blessing": [blessing_artifact], "evaluation": [evaluation]},
         {**PROPERTIES, **overrides},
     )
-    with open(os.path.join(evaluation.uri, executor.EVALUATION_FILE)) as f:
+    with open(os.path.join(evaluation.uri, EVALUATION_FILE)) as f:
         report = json.load(f)
     return blessing_artifact, evaluation, report
 
@@ -449,7 +450,7 @@ def test_dag_blesses_and_pushes_a_good_policy_then_refuses_a_worse_one(tmp_path)
     assert [p.custom_properties["pushed"].int_value for p in pushed] == [1, 0]
     assert all(e.state == metadata_store_pb2.Artifact.LIVE for e in evaluations)
 
-    with open(os.path.join(evaluations[0].uri, executor.EVALUATION_FILE)) as f:
+    with open(os.path.join(evaluations[0].uri, EVALUATION_FILE)) as f:
         report = json.load(f)
     truth = report["candidate"]["true_value"]
     assert report["simulator"]["oracle_value"] == pytest.approx(4.5726, abs=1e-3)

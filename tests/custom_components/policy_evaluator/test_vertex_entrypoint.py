@@ -20,7 +20,7 @@ from tfx import v1 as tfx
 from tfx.orchestration.kubeflow.v2.container import kubeflow_v2_run_executor
 from tfx.types import standard_artifacts
 
-from custom_components.policy_evaluator import executor
+from bandit_core.policy_evaluation_file import EVALUATION_FILE
 from custom_components.policy_evaluator.component import (
     BASELINE_RESOLVER_ID,
     PolicyEvaluator,
@@ -178,7 +178,7 @@ def test_blessing_names_the_models_so_the_next_run_resolves_its_baseline(
     )
 
     evaluation_dir = executor_input["outputs"]["artifacts"]["evaluation"]["artifacts"][0]["uri"]
-    with open(os.path.join(evaluation_dir, executor.EVALUATION_FILE)) as f:
+    with open(os.path.join(evaluation_dir, EVALUATION_FILE)) as f:
         report = json.load(f)
     assert report["blessed"] is blessed
     if baseline is None:

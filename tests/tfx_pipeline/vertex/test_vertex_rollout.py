@@ -15,9 +15,10 @@ import pytest
 from google.api_core import exceptions
 from tfx.types import standard_artifacts
 
+from bandit_core.policy_evaluation_file import EVALUATION_FILE
 from custom_components.vertex_pusher import rollout
 from custom_components.vertex_pusher.endpoint_client import EndpointClient
-from custom_components.vertex_pusher.executor import EVALUATION_FILE, Executor
+from custom_components.vertex_pusher.executor import Executor
 from custom_components.vertex_pusher.settings import RolloutSettings
 from tests.helpers.fake_vertex_server import FakeVertexServer
 from tfx_pipeline.deploy import vertex_push_config
