@@ -8,6 +8,7 @@ import pytest
 import tensorflow as tf
 from google.cloud import bigquery
 from ml_metadata.proto import metadata_store_pb2
+from tfx import v1 as tfx
 
 from bandit_core import columns
 from bandit_core.bigquery import clients, tables
@@ -135,13 +136,38 @@ def test_examples_hold_exactly_the_generated_values(emulator, tmp_path):
     assert _examples(artifacts["Examples"][-1].uri) == expected
 
 
+def _run_generator_only(config: PipelineConfig, endpoints) -> None:
+    """The DAG's own MovieLensGenerator, run by LocalDagRunner without the steps after it."""
+    local = config.local
+    dag = pipeline.create_pipeline(
+        config,
+        pipeline_root=str(local.pipeline_root),
+        push_base_directory=str(local.serving_model_dir),
+        endpoints=endpoints,
+        metadata_connection_config=tfx.orchestration.metadata.sqlite_metadata_connection_config(
+            str(local.metadata_path)
+        ),
+    )
+    (generator,) = [c for c in dag.components if c.id == "MovieLensGenerator"]
+    for step in list(generator.downstream_nodes):
+        generator.remove_downstream_node(step)
+    tfx.orchestration.LocalDagRunner().run(
+        tfx.dsl.Pipeline(
+            pipeline_name=dag.pipeline_name,
+            pipeline_root=str(local.pipeline_root),
+            components=[generator],
+            metadata_connection_config=dag.metadata_connection_config,
+        )
+    )
+
+
 def test_rerunning_the_generator_with_the_same_seed_adds_no_duplicates(emulator, tmp_path):
     config = _config(tmp_path, bigquery={"table": "rerun"}, generator={"num_events": 200})
-    local_runner.run_pipeline(config, emulator.endpoints)
-    local_runner.run_pipeline(config, emulator.endpoints)
+    _run_generator_only(config, emulator.endpoints)
+    _run_generator_only(config, emulator.endpoints)
     client = clients.make_bigquery_client(emulator.endpoints)
     assert _count(client, config.bigquery.table_ref) == 200
-    local_runner.run_pipeline(config.replace(generator={"seed": 8}), emulator.endpoints)
+    _run_generator_only(config.replace(generator={"seed": 8}), emulator.endpoints)
     assert _count(client, config.bigquery.table_ref) == 400
 
 
