@@ -44,6 +44,7 @@ from tests.helpers.vertex_api_rules import (
     invalid,
     parse_body,
     parse_query,
+    parse_request_body,
     proto_dict,
     raw_message,
 )
@@ -122,7 +123,7 @@ class FakeEndpointsAndModels:
 
     def _upload_model(self, parent: str, query: Dict[str, str], raw: bytes) -> Reply:
         parse_query(query, aiplatform_v1.UploadModelRequest, {"parent"})
-        request = _parse_request(raw, aiplatform_v1.UploadModelRequest, "parent")
+        request = parse_request_body(raw, aiplatform_v1.UploadModelRequest, "parent")
         model = raw_message(request).model
         check_uploaded_model(model)
         name = f"{parent}/models/{self._next_id()}"
@@ -216,7 +217,7 @@ class FakeEndpointsAndModels:
 
     def _deploy_model(self, name: str, query: Dict[str, str], raw: bytes) -> Reply:
         parse_query(query, aiplatform_v1.DeployModelRequest, {"endpoint"})
-        request = raw_message(_parse_request(raw, aiplatform_v1.DeployModelRequest, "endpoint"))
+        request = raw_message(parse_request_body(raw, aiplatform_v1.DeployModelRequest, "endpoint"))
         endpoint = self._endpoint(name)
         deployed = request.deployed_model
         if not deployed.model:
@@ -240,7 +241,7 @@ class FakeEndpointsAndModels:
 
     def _undeploy_model(self, name: str, query: Dict[str, str], raw: bytes) -> Reply:
         parse_query(query, aiplatform_v1.UndeployModelRequest, {"endpoint"})
-        request = raw_message(_parse_request(raw, aiplatform_v1.UndeployModelRequest, "endpoint"))
+        request = raw_message(parse_request_body(raw, aiplatform_v1.UndeployModelRequest, "endpoint"))
         endpoint = self._endpoint(name)
         target = request.deployed_model_id
         if not target:
@@ -272,7 +273,7 @@ class FakeEndpointsAndModels:
 
     def _predict(self, name: str, query: Dict[str, str], raw: bytes) -> Reply:
         parse_query(query, aiplatform_v1.PredictRequest, {"endpoint"})
-        request = raw_message(_parse_request(raw, aiplatform_v1.PredictRequest, "endpoint"))
+        request = raw_message(parse_request_body(raw, aiplatform_v1.PredictRequest, "endpoint"))
         endpoint = self._endpoint(name)
         if not request.instances:
             raise invalid("PredictRequest.instances is required: send at least one instance.")
@@ -351,17 +352,6 @@ class FakeEndpointsAndModels:
         """A clock that advances a second per use, so creation order is unambiguous."""
         self._clock += 1
         return (_EPOCH + datetime.timedelta(seconds=self._clock)).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def _parse_request(raw: bytes, request_type: Any, path_field: str) -> Any:
-    """A request whose body is the whole message less the field the URL path binds."""
-    request = parse_body(raw, request_type)
-    if getattr(raw_message(request), path_field):
-        raise invalid(
-            f'Invalid JSON payload received. Unknown name "{path_field}": it is bound by the URL '
-            "path."
-        )
-    return request
 
 
 def _post(url: str, body: bytes) -> Tuple[int, str]:
