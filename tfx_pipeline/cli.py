@@ -24,9 +24,9 @@ from simulation import movielens_data  # noqa: E402
 from simulation.movielens_data import NUM_ITEMS  # noqa: E402
 from tfx_pipeline import config as config_lib  # noqa: E402
 from tfx_pipeline import failures, paths  # noqa: E402
+from tfx_pipeline.lineage import cli as lineage_cli  # noqa: E402
 from tfx_pipeline.local import ports  # noqa: E402
 from tfx_pipeline.local.run_lock import check_store_writable, holding_run_root  # noqa: E402
-from tfx_pipeline.lineage import cli as lineage_cli  # noqa: E402
 from tfx_pipeline.vertex import cli as vertex_cli  # noqa: E402
 from tfx_pipeline.vertex.config import VertexConfig  # noqa: E402
 

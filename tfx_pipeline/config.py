@@ -16,9 +16,9 @@ import types
 import typing
 from typing import Any, Mapping, Optional
 
-from bandit_core.data_contract import MIN_PROPENSITY, REWARD_MAX, REWARD_MIN, DataContract
 from bandit_core.agent_names import AGENTS, PER_ARM_AGENTS
 from bandit_core.bigquery.settings import BigQueryConfig
+from bandit_core.data_contract import MIN_PROPENSITY, REWARD_MAX, REWARD_MIN, DataContract
 from bandit_core.errors import ConfigError
 from bandit_core.errors import require as _require
 from bandit_core.policy_metadata import CLASSIC, PER_ARM

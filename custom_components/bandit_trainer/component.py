@@ -10,9 +10,12 @@ from tfx.types import standard_artifacts
 from tfx.types.component_spec import ChannelParameter, ExecutionParameter
 
 from bandit_core.policy_metadata import CLASSIC, PER_ARM
-from bandit_core.vertex_experiments import EXPERIMENT_PROPERTY, RUN_PROPERTY
 from custom_components.bandit_trainer import executor
 from custom_components.bandit_trainer.settings import TrainerSettings
+from custom_components.vertex_experiments import (
+    EXPERIMENT_PROPERTY,
+    RUN_PROPERTY,
+)
 
 _SETTING_TYPES = typing.get_type_hints(TrainerSettings)
 
@@ -64,7 +67,7 @@ def spec_arguments(
     movies (features of `feature_version`, length `arm_dim`) that the policy
     ships with. `vertex_experiment` (an `ExperimentTarget` as JSON) and
     `vertex_experiment_run` (the run's name) make the trainer record the run in
-    Vertex AI Experiments (`bandit_core.vertex_experiments`).
+    Vertex AI Experiments (`custom_components.vertex_experiments`).
     """
     per_arm = items is not None
     return dict(

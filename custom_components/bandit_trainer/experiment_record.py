@@ -21,7 +21,7 @@ from typing import Any, Dict, Mapping
 import numpy as np
 from absl import logging
 
-from bandit_core import vertex_experiments
+from custom_components import vertex_experiments
 from custom_components.bandit_trainer import training_summaries
 
 

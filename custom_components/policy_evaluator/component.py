@@ -10,9 +10,12 @@ from tfx.dsl.components.base import base_component, executor_spec
 from tfx.types import standard_artifacts
 from tfx.types.component_spec import ChannelParameter, ExecutionParameter
 
-from bandit_core.vertex_experiments import EXPERIMENT_PROPERTY, RUN_PROPERTY
 from custom_components.policy_evaluator import executor
 from custom_components.policy_evaluator.settings import EvaluatorSettings
+from custom_components.vertex_experiments import (
+    EXPERIMENT_PROPERTY,
+    RUN_PROPERTY,
+)
 
 _SETTING_TYPES = typing.get_type_hints(EvaluatorSettings)
 
@@ -60,7 +63,7 @@ class PolicyEvaluator(base_component.BaseComponent):
     simulator is the per-arm MovieLens problem of SVD rank `rank_k`. Given
     `vertex_experiment` (an `ExperimentTarget` as JSON) and
     `vertex_experiment_run`, it records the evaluation in that Vertex AI
-    Experiments run (`bandit_core.vertex_experiments`).
+    Experiments run (`custom_components.vertex_experiments`).
     """
 
     SPEC_CLASS = PolicyEvaluatorSpec

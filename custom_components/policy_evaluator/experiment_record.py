@@ -14,7 +14,7 @@ from typing import Any, Dict, Mapping
 
 from absl import logging
 
-from bandit_core import vertex_experiments
+from custom_components import vertex_experiments
 from custom_components.policy_evaluator import evaluation_summaries
 
 

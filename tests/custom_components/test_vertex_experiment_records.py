@@ -14,15 +14,15 @@ import pytest
 from tfx.types import artifact_utils, standard_artifacts
 from tfx.utils import path_utils
 
-from bandit_core import vertex_experiments
 from bandit_core.policy_evaluation_file import EVALUATION_FILE
-from bandit_core.vertex_calls import VertexCallError
+from custom_components import vertex_experiments
 from custom_components.bandit_trainer import executor as trainer_executor
 from custom_components.bandit_trainer import training_summaries
 from custom_components.bandit_trainer.settings import TrainerSettings
 from custom_components.policy_evaluator import evaluation_summaries
 from custom_components.policy_evaluator import executor as evaluator_executor
 from custom_components.policy_evaluator.settings import EvaluatorSettings
+from custom_components.vertex_calls import VertexCallError
 from tests.custom_components.policy_evaluator.linear_logs import D, K, log_rows, write_examples
 from tests.helpers.fake_vertex_server import FakeVertexServer
 from tests.helpers.summary_events import read_scalars

@@ -1,6 +1,6 @@
 """The Vertex AI Experiments half of the fake control plane: metadata contexts and TensorBoard.
 
-It serves what `bandit_core.vertex_experiments` sends through `aiplatform_v1`'s
+It serves what `custom_components.vertex_experiments` sends through `aiplatform_v1`'s
 REST clients: in the `default` metadata store, create, get and update
 (PATCH, with `updateMask`) contexts, `addContextChildren`,
 `addContextArtifactsAndExecutions` and create artifacts (kept in

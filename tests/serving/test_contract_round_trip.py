@@ -19,7 +19,6 @@ from typing import List
 
 import aiohttp
 import numpy as np
-import pytest
 import tensorflow_data_validation as tfdv
 from tensorflow_data_validation.statistics import stats_impl
 from tfx.extensions.google_cloud_big_query import utils as bigquery_utils

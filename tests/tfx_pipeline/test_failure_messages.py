@@ -8,7 +8,6 @@ in a private mount namespace, `unshare`), and Ctrl-C sent to a real demo.
 None of them prints the command's own traceback.
 """
 
-import fcntl
 import http.server
 import os
 import pathlib

@@ -13,12 +13,12 @@ import re
 import zoneinfo
 
 from bandit_core.errors import require as _require
-from bandit_core.vertex_experiments import (
+from bandit_core.whole_numbers import is_whole_number
+from custom_components.vertex_experiments import (
     ExperimentTarget,
     experiment_name_problem,
     tensorboard_problem,
 )
-from bandit_core.whole_numbers import is_whole_number
 
 TRAINING_IN_PIPELINE = "pipeline"
 TRAINING_VERTEX_JOB = "vertex_training_job"

@@ -15,7 +15,10 @@ from kfp.v2.dsl import PIPELINE_JOB_NAME_PLACEHOLDER
 from tfx import v1 as tfx
 
 from bandit_core.bigquery.clients import BigQueryEndpoints
-from bandit_core.vertex_experiments import EXPERIMENT_PROPERTY, RUN_PROPERTY
+from custom_components.vertex_experiments import (
+    EXPERIMENT_PROPERTY,
+    RUN_PROPERTY,
+)
 from tfx_pipeline import deploy, pipeline
 from tfx_pipeline.config import REPO_ROOT, PipelineConfig, _require
 from tfx_pipeline.vertex.config import TRAINING_VERTEX_JOB, VertexConfig

@@ -24,6 +24,7 @@ from ml_metadata.proto import metadata_store_pb2
 from bandit_core.summary_writer import SummaryWriter
 from custom_components.bandit_trainer import training_summaries
 from custom_components.policy_evaluator import evaluation_summaries
+from tests.helpers.summary_events import read_scalars
 from tfx_pipeline.lineage.store import LineageError
 from tfx_pipeline.reports.tensorboard_logs import (
     SummaryDirectory,
@@ -31,7 +32,6 @@ from tfx_pipeline.reports.tensorboard_logs import (
     tensorboard_logdir_spec,
     write_loop_round,
 )
-from tests.helpers.summary_events import read_scalars
 
 PIPELINE = "movielens-bandits-train"
 FIRST_RUN, SECOND_RUN = "2026-12-01T10:28:31.185073", "2026-12-01T11:02:05.000001"

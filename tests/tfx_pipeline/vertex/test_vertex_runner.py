@@ -9,13 +9,17 @@ import pytest
 import yaml
 
 from bandit_core.bigquery.clients import BigQueryEndpoints
-from bandit_core.vertex_experiments import EXPERIMENT_PROPERTY, RUN_PROPERTY, ExperimentTarget
 from custom_components.bigquery_ingester.queries import (
     build_accepted_query,
     build_examples_query,
     build_serving_logs_query,
 )
 from custom_components.movielens_generator.component import LoggedInteractions
+from custom_components.vertex_experiments import (
+    EXPERIMENT_PROPERTY,
+    RUN_PROPERTY,
+    ExperimentTarget,
+)
 from tfx_pipeline import pipeline
 from tfx_pipeline.config import ConfigError, PipelineConfig, _from_mapping
 from tfx_pipeline.vertex.cli import add_vertex_commands, run_vertex_command

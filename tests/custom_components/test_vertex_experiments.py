@@ -11,11 +11,21 @@ import socket
 
 import pytest
 
-from bandit_core import vertex_experiments
 from bandit_core.summary_writer import SummaryWriter
-from bandit_core.vertex_calls import VertexCaller, VertexCallError, VertexLocation
-from bandit_core.vertex_experiments import ExperimentTarget, ExperimentsWriter
-from bandit_core.vertex_tensorboard import ScalarPoint, TensorboardRunWriter
+from custom_components import vertex_experiments
+from custom_components.vertex_calls import (
+    VertexCaller,
+    VertexCallError,
+    VertexLocation,
+)
+from custom_components.vertex_experiments import (
+    ExperimentsWriter,
+    ExperimentTarget,
+)
+from custom_components.vertex_tensorboard import (
+    ScalarPoint,
+    TensorboardRunWriter,
+)
 from tests.helpers.fake_vertex_server import FakeVertexServer
 from tests.helpers.summary_events import read_scalars
 

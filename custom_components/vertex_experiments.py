@@ -20,6 +20,9 @@ what it knows; creating what exists already is not an error, so a retried step
 reuses everything. The step's properties `vertex_experiment` (an
 `ExperimentTarget` as JSON) and `vertex_experiment_run` (the run's name; on
 Vertex AI Pipelines the pipeline job name) say where; without them nothing is sent.
+
+It sits beside the components that use it rather than in `bandit_core`,
+because the serving image copies `bandit_core` and must not need aiplatform.
 """
 
 import dataclasses
@@ -32,13 +35,16 @@ from google.api_core import exceptions as api_exceptions
 from google.cloud import aiplatform_v1
 from google.protobuf import field_mask_pb2, json_format
 
-from bandit_core.vertex_calls import (
+from custom_components.vertex_calls import (
     DEFAULT_RETRY_SECONDS,
     VertexCaller,
     VertexCallError,
     VertexLocation,
 )
-from bandit_core.vertex_tensorboard import TensorboardRunWriter, read_scalars
+from custom_components.vertex_tensorboard import (
+    TensorboardRunWriter,
+    read_scalars,
+)
 
 EXPERIMENT_PROPERTY = "vertex_experiment"
 RUN_PROPERTY = "vertex_experiment_run"

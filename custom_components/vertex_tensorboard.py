@@ -22,7 +22,7 @@ from google.cloud import aiplatform_v1
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from tensorboard.util import tensor_util
 
-from bandit_core.vertex_calls import VertexCaller, VertexCallError
+from custom_components.vertex_calls import VertexCaller, VertexCallError
 
 SCALAR_PLUGIN = "scalars"
 MAX_POINTS_PER_WRITE = 5000  # WriteTensorboardRunDataRequest's limit
