@@ -24,7 +24,9 @@ ensure_uv() {
   if [ ! -x .tools/bin/uv ]; then
     local py; py=$(find_python 3.11 || find_python 3.10)
     "$py" -m venv .tools >&2
-    .tools/bin/pip install --quiet uv >&2 || {
+    # -qq: warnings about unreachable indexes in a machine-wide pip.conf are not ours;
+    # a failure still prints its error.
+    .tools/bin/pip install -qq uv >&2 || {
       echo "bootstrap: could not install uv into .tools (the error above): check access to" \
            "PyPI, or install uv yourself and rerun \`bash scripts/bootstrap.sh\`" >&2
       return 1
