@@ -39,6 +39,12 @@ def read_split(
 
     Raises ValueError naming the directory when it holds no examples.
     """
+    parsed = _parse_split(split_dir, classic_spec(observation_dim, allow_missing), batch_size)
+    return classic_columns(parsed)
+
+
+def classic_spec(observation_dim: int, allow_missing: bool = False) -> Dict[str, Any]:
+    """The parse spec of a classic split's columns (see `read_split` for `allow_missing`)."""
     defaults = (
         {
             columns.OBSERVATION: [np.nan] * observation_dim,
@@ -49,7 +55,7 @@ def read_split(
         if allow_missing
         else {}
     )
-    spec = {
+    return {
         columns.OBSERVATION: tf.io.FixedLenFeature(
             [observation_dim], tf.float32, defaults.get(columns.OBSERVATION)
         ),
@@ -59,7 +65,10 @@ def read_split(
             [], tf.float32, defaults.get(columns.PROPENSITY)
         ),
     }
-    parsed = _parse_split(split_dir, spec, batch_size)
+
+
+def classic_columns(parsed: Dict[str, np.ndarray]) -> LoggedColumns:
+    """Parsed classic features (`classic_spec`) as row-aligned columns."""
     return LoggedColumns(
         observations=parsed[columns.OBSERVATION],
         actions=parsed[columns.ACTION],
@@ -104,7 +113,13 @@ def read_per_arm_split(
     Raises ValueError naming the directory when it holds no examples; a row
     missing a feature or of another length fails the parse.
     """
-    spec = {
+    spec = per_arm_spec(global_dim, arm_dim, num_candidates)
+    return per_arm_columns(_parse_split(split_dir, spec, batch_size))
+
+
+def per_arm_spec(global_dim: int, arm_dim: int, num_candidates: int) -> Dict[str, Any]:
+    """The parse spec of a per-arm split's columns."""
+    return {
         columns.USER_ID: tf.io.FixedLenFeature([], tf.int64, default_value=0),
         columns.OBSERVATION: tf.io.FixedLenFeature([global_dim], tf.float32),
         columns.ACTION: tf.io.FixedLenFeature([], tf.int64),
@@ -114,7 +129,10 @@ def read_per_arm_split(
         columns.MOVIE_ID: tf.io.FixedLenFeature([], tf.int64),
         columns.ARM_FEATURES: tf.io.FixedLenFeature([arm_dim], tf.float32),
     }
-    parsed = _parse_split(split_dir, spec, batch_size)
+
+
+def per_arm_columns(parsed: Dict[str, np.ndarray]) -> PerArmColumns:
+    """Parsed per-arm features (`per_arm_spec`) as row-aligned columns."""
     return PerArmColumns(
         user_ids=parsed[columns.USER_ID],
         global_features=parsed[columns.OBSERVATION],
@@ -136,7 +154,7 @@ def read_items_split(split_dir: str, batch_size: int = 8192) -> Tuple[np.ndarray
         columns.MOVIE_ID: tf.io.FixedLenFeature([], tf.int64),
         columns.FEATURES: tf.io.RaggedFeature(tf.float32),
     }
-    files = _split_files(split_dir)
+    files = split_files(split_dir)
     ids, features = [], []
     dataset = (
         tf.data.TFRecordDataset(files, compression_type="GZIP")
@@ -160,7 +178,8 @@ def read_items_split(split_dir: str, batch_size: int = 8192) -> Tuple[np.ndarray
     return np.concatenate(ids), np.concatenate(features)
 
 
-def _split_files(split_dir: str) -> List[str]:
+def split_files(split_dir: str) -> List[str]:
+    """The split's gzipped TFRecord files; raises ValueError naming the directory if none."""
     files = tf.io.gfile.glob(os.path.join(split_dir, "*.gz"))
     if not files:
         raise ValueError(
@@ -172,7 +191,7 @@ def _split_files(split_dir: str) -> List[str]:
 def _parse_split(split_dir: str, spec: Dict[str, Any], batch_size: int) -> Dict[str, np.ndarray]:
     """Every example of the split, parsed with `spec`, as one array per feature."""
     dataset = (
-        tf.data.TFRecordDataset(_split_files(split_dir), compression_type="GZIP")
+        tf.data.TFRecordDataset(split_files(split_dir), compression_type="GZIP")
         .batch(batch_size)
         .map(lambda records: tf.io.parse_example(records, spec))
     )
