@@ -10,7 +10,7 @@ import dataclasses
 import io
 import json
 import os
-from typing import Sequence
+from typing import Sequence, Tuple
 
 import numpy as np
 import tensorflow as tf
@@ -30,6 +30,14 @@ class UnknownItemsError(KeyError):
 
     def __str__(self) -> str:
         return self.args[0]
+
+
+def sorted_positions(sorted_ids: np.ndarray, ids: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+    """(position of each id in ascending `sorted_ids`, whether it is there at all)."""
+    if not len(sorted_ids):
+        return np.zeros(ids.shape, np.int64), np.zeros(ids.shape, bool)
+    positions = np.minimum(np.searchsorted(sorted_ids, ids), len(sorted_ids) - 1)
+    return positions, sorted_ids[positions] == ids
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -78,9 +86,7 @@ class ItemCatalogue:
           UnknownItemsError: some ids are not in the catalogue; it lists them.
         """
         ids = np.asarray(ids, dtype=np.int64)
-        sorted_ids = self.movie_ids[self._order]
-        positions = np.minimum(np.searchsorted(sorted_ids, ids), len(sorted_ids) - 1)
-        known = sorted_ids[positions] == ids if len(sorted_ids) else np.zeros(ids.shape, bool)
+        positions, known = sorted_positions(self.movie_ids[self._order], ids)
         if not np.all(known):
             raise UnknownItemsError(ids[~known].tolist())
         return self.features[self._order[positions]]

@@ -33,7 +33,7 @@ How the probability of the served candidate is known, by agent kind:
 """
 
 import os
-from typing import List, Sequence, Tuple
+from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
 import tensorflow as tf
@@ -42,7 +42,12 @@ from tf_agents.bandits.specs import utils as bandit_spec_utils
 from tf_agents.trajectories import time_step as ts
 
 from bandit_core import agent_names, linear_policy, per_arm_features, per_arm_linear_policy
-from bandit_core.item_catalogue import CATALOGUE_DIR, ItemCatalogue, UnknownItemsError
+from bandit_core.item_catalogue import (
+    CATALOGUE_DIR,
+    ItemCatalogue,
+    UnknownItemsError,
+    sorted_positions,
+)
 from bandit_core.policy_metadata import (
     GREEDY_POLICY_DIR,
     PER_ARM,
@@ -50,6 +55,7 @@ from bandit_core.policy_metadata import (
     read_policy_metadata,
 )
 from bandit_core.saved_policy import load_saved_policy, read_model_variables
+from bandit_core.user_table import USER_TABLE_DIR, UserTable
 from serving.exploration import (
     action_probabilities,
     epsilon_greedy,
@@ -69,6 +75,8 @@ class PerArmScorer:
     Attributes:
       metadata: the sidecar; `problem` is "per_arm".
       catalogue: the movies this version recommends from.
+      users: the users this version knows by id, or None if it was exported
+        without a user table; set by the loaders.
       min_candidates, max_candidates: how many candidates one round may have.
     """
 
@@ -85,6 +93,7 @@ class PerArmScorer:
             )
         self.metadata = metadata
         self.catalogue = catalogue
+        self.users: Optional[UserTable] = None
         # Training reads rounds of exactly `num_candidates`; shorter ones would be quarantined.
         self.min_candidates = metadata.num_candidates
         self.max_candidates = metadata.num_candidates
@@ -107,9 +116,7 @@ class PerArmScorer:
           UnknownItemsError: some ids are not in the catalogue; it lists them.
         """
         ids = np.asarray(movie_ids, dtype=np.int64)
-        positions = np.searchsorted(self._sorted_ids, ids)
-        np.minimum(positions, len(self._sorted_ids) - 1, out=positions)
-        known = self._sorted_ids[positions] == ids
+        positions, known = sorted_positions(self._sorted_ids, ids)
         if not known.all():
             raise UnknownItemsError(ids[~known].tolist())
         return self._sorted_features[positions]
@@ -331,8 +338,11 @@ def load_per_arm_scorer(policy_dir: str) -> PerArmScorer:
     """The scorer of a per-arm version directory, by the agent its sidecar names."""
     metadata, catalogue = _read_version(policy_dir)
     if metadata.agent in agent_names.PER_ARM_LINEAR_AGENTS:
-        return LinearPerArmScorer(metadata, catalogue, policy_dir)
-    return SavedModelPerArmScorer(metadata, catalogue, policy_dir)
+        scorer: PerArmScorer = LinearPerArmScorer(metadata, catalogue, policy_dir)
+    else:
+        scorer = SavedModelPerArmScorer(metadata, catalogue, policy_dir)
+    scorer.users = _read_users(policy_dir, metadata)
+    return scorer
 
 
 def load_per_arm_saved_model(policy_dir: str) -> SavedModelPerArmScorer:
@@ -341,7 +351,9 @@ def load_per_arm_saved_model(policy_dir: str) -> SavedModelPerArmScorer:
     Raises:
       ValueError: the exported policy is stochastic (LinTS with alpha > 0).
     """
-    return SavedModelPerArmScorer(*_read_version(policy_dir), policy_dir)
+    scorer = SavedModelPerArmScorer(*_read_version(policy_dir), policy_dir)
+    scorer.users = _read_users(policy_dir, scorer.metadata)
+    return scorer
 
 
 def _read_version(policy_dir: str) -> Tuple[PolicyMetadata, ItemCatalogue]:
@@ -352,3 +364,14 @@ def _read_version(policy_dir: str) -> Tuple[PolicyMetadata, ItemCatalogue]:
     if metadata.agent not in agent_names.PER_ARM_AGENTS:
         raise ValueError(f"{policy_dir}: agent {metadata.agent!r} is not a per-arm agent")
     return metadata, ItemCatalogue.load(os.path.join(policy_dir, CATALOGUE_DIR))
+
+
+def _read_users(policy_dir: str, metadata: PolicyMetadata) -> Optional[UserTable]:
+    """The version's user table, or None; raises ValueError if its features do not fit."""
+    users = UserTable.load(os.path.join(policy_dir, USER_TABLE_DIR))
+    if users is not None and users.features.shape[1] != metadata.global_dim:
+        raise ValueError(
+            f"{policy_dir}: the user table has {users.features.shape[1]} features per user; "
+            f"the policy expects {metadata.global_dim}"
+        )
+    return users

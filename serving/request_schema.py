@@ -47,15 +47,19 @@ class PerArmRequest:
     """A validated per-arm batch.
 
     Attributes:
-      global_features: [N, global_dim] each round's user.
+      global_features: [N, global_dim] each round's user; the rows listed in
+        `by_user_id` are zeros until the server fills them in.
       user_ids: N optional user ids, logged as given.
       candidates: N lists of distinct movie ids, or None where the server
         samples the candidates.
+      by_user_id: instances that named their user by `user_id` alone, whose
+        features the server looks up in the serving version's user table.
     """
 
     global_features: np.ndarray
     user_ids: List[Optional[int]]
     candidates: List[Optional[List[int]]]
+    by_user_id: List[int] = dataclasses.field(default_factory=list)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -107,8 +111,10 @@ def parse_per_arm_request(
 ) -> Union[PerArmRequest, RewardInstances]:
     """`{"instances": [{"global_features": [...], "candidates": [ids], "user_id": int}]}`.
 
-    The server keeps no user table, so each instance carries the user's
-    features; `user_id` is optional and only logged. `candidates` is optional
+    An instance carries the user's features, or names the user by `user_id`
+    alone for the server to look the features up in the serving version's
+    user table (`by_user_id`); with both, the features are used and the id
+    is only logged. `candidates` is optional
     and, when given, holds `candidate_counts` (min, max) distinct movie ids;
     whether the catalogue knows them is the caller's check. Reward instances
     give RewardInstances.
@@ -116,27 +122,31 @@ def parse_per_arm_request(
     instances = _instances(_json_object(body), max_instances)
     if _reward_instances(instances):
         return _parse_reward_instances(instances)
-    features = np.empty((len(instances), global_dim), dtype=np.float64)
+    features = np.zeros((len(instances), global_dim), dtype=np.float64)
     user_ids: List[Optional[int]] = []
     candidates: List[Optional[List[int]]] = []
+    by_user_id: List[int] = []
     for i, instance in enumerate(instances):
         where = f"instances[{i}]"
         if not isinstance(instance, dict):
             raise RequestError(f"{where}: expected an object, got {_json_type(instance)}")
         _reject_unknown(instance, _PER_ARM_INSTANCE_FIELDS, where + ".")
-        if "global_features" not in instance:
-            raise RequestError(
-                f"{where}.global_features: required field is missing (the server has no user "
-                "table; send the user's features)"
-            )
-        features[i] = _observation(
-            instance["global_features"], f"{where}.global_features", global_dim
-        )
         user_ids.append(_user_id(instance.get("user_id"), f"{where}.user_id"))
+        if instance.get("global_features") is not None:
+            features[i] = _observation(
+                instance["global_features"], f"{where}.global_features", global_dim
+            )
+        elif user_ids[-1] is not None:
+            by_user_id.append(i)
+        else:
+            raise RequestError(
+                f"{where}.global_features: required field is missing; send the user's "
+                "features, or a user_id the serving model version knows"
+            )
         candidates.append(
             _candidates(instance.get("candidates"), f"{where}.candidates", candidate_counts)
         )
-    return PerArmRequest(global_features=features, user_ids=user_ids, candidates=candidates)
+    return PerArmRequest(features, user_ids, candidates, by_user_id)
 
 
 def parse_reward_request(body: bytes) -> RewardRequest:

@@ -28,6 +28,7 @@ from aiohttp import web
 
 from bandit_core.item_catalogue import UnknownItemsError
 from bandit_core.policy_metadata import PER_ARM, PolicyMetadata
+from bandit_core.user_table import UnknownUsersError
 from serving.event_spool import RewardStatus, SpoolFullError
 from serving.exploration import action_probabilities, policy_id_suffix, sample_actions
 from serving.model_registry import ModelRegistry, ServingModel
@@ -155,6 +156,7 @@ class BanditServer:
             )
             if isinstance(parsed, RewardInstances):
                 return self._record_rewards(parsed)
+            self._look_up_users(scorer, parsed)
             candidates, features = self._candidates(scorer, parsed)
         except RequestError as error:
             return _error(400, str(error))
@@ -184,6 +186,26 @@ class BanditServer:
             ("movie_id", "propensity", "event_id", "model_version", "candidate_movie_ids"),
             {"candidate_movie_ids": "candidates"},
         )
+
+    @staticmethod
+    def _look_up_users(scorer: PerArmScorer, parsed: PerArmRequest) -> None:
+        """Fills in the features of the instances that named their user by id alone."""
+        if not parsed.by_user_id:
+            return
+        where = f"instances[{parsed.by_user_id[0]}].user_id"
+        if scorer.users is None:
+            raise RequestError(
+                f"{where}: this model version has no user table; send global_features"
+            )
+        ids = [parsed.user_ids[i] for i in parsed.by_user_id]
+        try:
+            parsed.global_features[parsed.by_user_id] = scorer.users.features_of(ids)
+        except UnknownUsersError as error:
+            first = parsed.by_user_id[ids.index(error.ids[0])]
+            raise RequestError(
+                f"instances[{first}].user_id: {error} (not in this model version's user "
+                "table, which holds the users it was trained on); send global_features"
+            ) from None
 
     def _candidates(
         self, scorer: PerArmScorer, parsed: PerArmRequest

@@ -18,6 +18,7 @@ from bandit_core import (
 from bandit_core.bigquery.clients import BigQueryEndpoints
 from bandit_core.item_catalogue import CATALOGUE_DIR, ItemCatalogue
 from bandit_core.saved_policy import load_saved_policy
+from bandit_core.user_table import USER_TABLE_DIR, UserTable
 from serving.__main__ import SCORERS
 from serving.event_spool import EventSpool
 from serving.model_registry import ModelRegistry
@@ -191,7 +192,8 @@ BAD_PER_ARM_BODIES = [
     ({"instances": []}, "instances: expected 1 to 3 instances, got 0"),
     ({"instances": [_OK] * 4}, "instances: expected 1 to 3 instances, got 4"),
     ({"instances": [[USER]]}, "instances[0]: expected an object, got array"),
-    ({"instances": [{"user_id": 7}]}, "instances[0].global_features: required field is missing"),
+    ({"instances": [{"candidates": CANDIDATES}]}, "instances[0].global_features: required field is missing"),
+    ({"instances": [{"user_id": 7}]}, "instances[0].user_id: this model version has no user table"),
     ({"instances": [{**_OK, "observation": USER}]}, "instances[0].observation: unexpected field"),
     ({"instances": [{"global_features": USER[:3]}]}, "instances[0].global_features: expected 4 numbers, got 3"),
     ({"instances": [{"global_features": [USER]}]}, "instances[0].global_features: expected 4 numbers, got 1"),
@@ -268,6 +270,31 @@ def test_a_new_movie_is_recommended_without_retraining(exported, tmp_path):
     assert body["predictions"][0]["propensity"] == 1.0
     assert body["predictions"][0]["model_version"] == "2"
     assert isinstance(ItemCatalogue.load(str(base / "2" / CATALOGUE_DIR)), ItemCatalogue)
+
+
+def test_a_user_named_by_id_alone_is_served_with_the_versions_features(exported, tmp_path):
+    base = tmp_path / "push"
+    shutil.copytree(exported(agent_names.PER_ARM_LINUCB), base / "1")
+    known = np.array([[0.9, -0.2, 0.4, 0.1], [-0.5, 0.3, 0.0, 0.8]])
+    UserTable(np.array([7, 12]), known).save(str(base / "1" / USER_TABLE_DIR))
+    registry = registry_for(base)
+    logger = RecordingLogger()
+    instances = [
+        {"user_id": 12, "candidates": CANDIDATES},
+        {"user_id": 7, "global_features": USER, "candidates": CANDIDATES},
+        {"user_id": 7},
+    ]
+    status, body = ask(registry, {"instances": instances}, logger=logger, epsilon=0.0)
+    assert status == 200, body
+    logged = [row["observation"] for row in logger.predictions]
+    assert np.allclose(logged, [known[1], USER, known[0]])
+    by_features = ask(registry, {"instances": [{"global_features": known[1].tolist(), "candidates": CANDIDATES}]}, epsilon=0.0)
+    assert by_features[1]["predictions"][0]["movie_id"] == body["predictions"][0]["movie_id"]
+
+    status, body = ask(registry, {"instances": [{"user_id": 7}, {"user_id": 13}]})
+    assert status == 400
+    assert body["error"].startswith("instances[1].user_id: unknown user ids [13]"), body
+    assert "send global_features" in body["error"]
 
 
 def test_per_arm_rows_pass_the_real_logger_and_its_spool(exported, tmp_path):
