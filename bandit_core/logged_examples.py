@@ -121,6 +121,7 @@ def per_arm_spec(global_dim: int, arm_dim: int, num_candidates: int) -> Dict[str
     """The parse spec of a per-arm split's columns."""
     return {
         columns.USER_ID: tf.io.FixedLenFeature([], tf.int64, default_value=0),
+        columns.EVENT_TIME_US: tf.io.FixedLenFeature([], tf.int64, default_value=0),
         columns.OBSERVATION: tf.io.FixedLenFeature([global_dim], tf.float32),
         columns.ACTION: tf.io.FixedLenFeature([], tf.int64),
         columns.REWARD: tf.io.FixedLenFeature([], tf.float32),

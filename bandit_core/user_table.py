@@ -92,17 +92,47 @@ class UserTable:
             return cls(arrays["user_ids"], arrays["features"])
 
 
-def latest_user_features(
+@dataclasses.dataclass(frozen=True)
+class LatestUserRows:
+    """Each named user's latest row so far: the trainer's additive summary of a split.
+
+    Adding two keeps, per user, the row with the later event time, so Beam
+    may sum batches' summaries in any order; the summary holds one row per
+    user however many rows the split has.
+
+    Attributes:
+      user_ids: [U] int64, distinct.
+      event_times: [U] int64 microseconds of each user's latest row.
+      features: [U, dg] that row's global features.
+    """
+
+    user_ids: np.ndarray
+    event_times: np.ndarray
+    features: np.ndarray
+
+    def __add__(self, other: "LatestUserRows") -> "LatestUserRows":
+        return latest_user_rows(
+            np.concatenate([self.user_ids, other.user_ids]),
+            np.concatenate([self.event_times, other.event_times]),
+            np.concatenate([self.features, other.features]),
+        )
+
+    def table(self) -> UserTable:
+        return UserTable(self.user_ids, self.features)
+
+
+def latest_user_rows(
     user_ids: np.ndarray, event_times: np.ndarray, features: np.ndarray
-) -> UserTable:
-    """Each named user's features from their latest row; rows without a user (id 0) are skipped.
+) -> LatestUserRows:
+    """Each named user's latest row; rows without a user (id 0) are skipped.
 
     Of rows with equal times, the later one in input order wins.
     """
     ids = np.asarray(user_ids, dtype=np.int64)
     times = np.asarray(event_times, dtype=np.int64)
+    features = np.asarray(features, dtype=np.float32)
     named = np.flatnonzero(ids > 0)
     order = named[np.lexsort((times[named], ids[named]))]
     last = np.r_[ids[order][1:] != ids[order][:-1], True] if len(order) else np.empty(0, bool)
     chosen = order[last]
-    return UserTable(ids[chosen], np.asarray(features)[chosen])
+    return LatestUserRows(ids[chosen], times[chosen], features[chosen].reshape(-1, features.shape[1]))

@@ -8,6 +8,8 @@ no worker ever holds more than one batch of the split.
 """
 
 import os
+import pickle
+import uuid
 from typing import Any, Dict, List
 
 import apache_beam as beam
@@ -52,3 +54,38 @@ class ReadSplitBatches(beam.PTransform):
             | "Parse" >> beam.Map(parse_batch, spec=self._spec)
         )
 
+
+def combine_split(
+    pipeline: beam.Pipeline,
+    split_dir: str,
+    spec: Dict[str, Any],
+    combine_fn: beam.CombineFn,
+    result_dir: str,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+) -> Any:
+    """Runs `pipeline`, combining every batch of the split with `combine_fn`; returns the result.
+
+    A Beam pipeline's output stays with its workers, which on Dataflow are
+    other machines: the one combined value comes back through a file in
+    `result_dir`, a directory that the workers and the caller both reach
+    (e.g. an output artifact's directory under the pipeline root); the file is
+    removed once read.
+    """
+    tf.io.gfile.makedirs(result_dir)
+    path = os.path.join(result_dir, f"combined-{uuid.uuid4().hex}.pickle")
+    with pipeline:
+        _ = (
+            pipeline
+            | "ReadSplit" >> ReadSplitBatches(split_dir, spec, batch_size)
+            | "Combine" >> beam.CombineGlobally(combine_fn)
+            | "WriteResult" >> beam.Map(_write_pickle, path)
+        )
+    with tf.io.gfile.GFile(path, "rb") as f:
+        combined = pickle.load(f)
+    tf.io.gfile.remove(path)
+    return combined
+
+
+def _write_pickle(value: Any, path: str) -> None:
+    with tf.io.gfile.GFile(path, "wb") as f:
+        pickle.dump(value, f)

@@ -96,11 +96,13 @@ class BanditTrainer(base_component.BaseComponent):
     here, before anything is trained or pushed. `settings` choose the agent
     and its hyper-parameters (see `settings.TrainerSettings`); given `items`,
     it trains a per-arm agent; given `vertex_experiment`, it records the run in
-    Vertex AI Experiments (see `spec_arguments`).
+    Vertex AI Experiments (see `spec_arguments`). It reads the split in a Beam
+    pipeline run with the TFX pipeline's `beam_pipeline_args` (locally the
+    DirectRunner, on Vertex the same or Dataflow).
     """
 
     SPEC_CLASS = BanditTrainerSpec
-    EXECUTOR_SPEC = executor_spec.ExecutorClassSpec(executor.Executor)
+    EXECUTOR_SPEC = executor_spec.BeamExecutorSpec(executor.Executor)
 
     def __init__(
         self,

@@ -9,7 +9,7 @@ from typing import Any, Dict, List
 import tensorflow as tf
 from absl import logging
 from tfx import types
-from tfx.dsl.components.base import base_executor
+from tfx.dsl.components.base import base_beam_executor
 from tfx.types import artifact_utils
 from tfx.utils import path_utils
 
@@ -20,7 +20,7 @@ from custom_components.bandit_trainer import (
     anomalies_gate,
     experiment_record,
     per_arm_export,
-    per_arm_training,
+    split_training,
     training,
     training_summaries,
 )
@@ -36,8 +36,17 @@ def settings_from_exec_properties(exec_properties: Dict[str, Any]) -> TrainerSet
     ).validate()
 
 
-class Executor(base_executor.BaseExecutor):
-    """Trains on the `train` split and writes the policy where Pusher looks for it."""
+class Executor(base_beam_executor.BaseBeamExecutor):
+    """Trains on the `train` split and writes the policy where Pusher looks for it.
+
+    The split is read in a Beam pipeline made from the TFX pipeline's
+    `beam_pipeline_args` (`split_training`), so it never has to fit in this
+    process: on Dataflow its sums are computed by Dataflow's workers. The sums
+    come back through a file in the ModelRun's directory, removed once read:
+    it lies in the pipeline root, which the workers reach, and exists however
+    the executor runs (a Vertex custom job's entry point gives it no temporary
+    directory).
+    """
 
     def Do(
         self,
@@ -52,17 +61,18 @@ class Executor(base_executor.BaseExecutor):
         )
         settings = settings_from_exec_properties(exec_properties)
         if exec_properties.get("problem") == PER_ARM:
-            _train_per_arm(input_dict, output_dict, exec_properties, settings)
+            self._train_per_arm(input_dict, output_dict, exec_properties, settings)
             return
         examples = artifact_utils.get_single_instance(input_dict["examples"])
         observation_dim = exec_properties["observation_dim"]
-        num_actions = exec_properties["num_actions"]
         started = time.perf_counter()
-        train = logged_examples.read_split(
-            artifact_utils.get_split_uri([examples], "train"), observation_dim
-        )
-        trained = training.train_policy(
-            settings, train.observations, train.actions, train.rewards, num_actions
+        trained, sums = split_training.train_classic(
+            self._make_beam_pipeline(),
+            _model_run_dir(output_dict),
+            artifact_utils.get_split_uri([examples], "train"),
+            settings,
+            observation_dim,
+            exec_properties["num_actions"],
         )
         training_seconds = time.perf_counter() - started
 
@@ -71,15 +81,16 @@ class Executor(base_executor.BaseExecutor):
         metrics = {
             "agent": settings.agent,
             "hyperparameters": trained.metadata.hyperparameters,
-            "train_rows": len(train),
+            "train_rows": sums.rows,
             "training_seconds": training_seconds,
             "fit_seconds": trained.training_seconds,
-            "mean_logged_reward": float(train.rewards.mean()),
+            "mean_logged_reward": sums.reward_sum / sums.rows,
             "rows_per_arm": trained.rows_per_arm.astype(int).tolist(),
         }
         _record(output_dict, model, trained.metadata, metrics)
+        (observation_sample,) = sums.sample.columns
         training_summaries.write_classic_summaries(
-            _model_run_dir(output_dict), trained, train.observations, settings
+            _model_run_dir(output_dict), trained, settings, sums.rows, observation_sample
         )
         experiment_record.record_training(
             exec_properties,
@@ -90,68 +101,75 @@ class Executor(base_executor.BaseExecutor):
             path_utils.serving_model_dir(model.uri),
         )
 
-
-def _train_per_arm(
-    input_dict: Dict[str, List[types.Artifact]],
-    output_dict: Dict[str, List[types.Artifact]],
-    exec_properties: Dict[str, Any],
-    settings: TrainerSettings,
-) -> None:
-    """Trains a per-arm agent and exports it with the items split as its catalogue."""
-    if not input_dict.get("items"):
-        raise ValueError("a per-arm BanditTrainer needs the `items` examples (the movie catalogue)")
-    examples = artifact_utils.get_single_instance(input_dict["examples"])
-    items = artifact_utils.get_single_instance(input_dict["items"])
-    global_dim, arm_dim = exec_properties["observation_dim"], exec_properties["arm_dim"]
-    num_candidates = exec_properties["num_actions"]
-    started = time.perf_counter()
-    train = logged_examples.read_per_arm_split(
-        artifact_utils.get_split_uri([examples], "train"), global_dim, arm_dim, num_candidates
-    )
-    movie_ids, features = logged_examples.read_items_split(
-        artifact_utils.get_split_uri([items], columns.ITEMS_SPLIT)
-    )
-    catalogue = ItemCatalogue(movie_ids, features, exec_properties["feature_version"])
-    if catalogue.feature_dim != arm_dim:
-        raise ValueError(
-            f"the items table's {exec_properties['feature_version']} features have "
-            f"{catalogue.feature_dim} values per movie; the configuration expects {arm_dim}"
+    def _train_per_arm(
+        self,
+        input_dict: Dict[str, List[types.Artifact]],
+        output_dict: Dict[str, List[types.Artifact]],
+        exec_properties: Dict[str, Any],
+        settings: TrainerSettings,
+    ) -> None:
+        """Trains a per-arm agent and exports it with the items split as its catalogue."""
+        if not input_dict.get("items"):
+            raise ValueError(
+                "a per-arm BanditTrainer needs the `items` examples (the movie catalogue)"
+            )
+        examples = artifact_utils.get_single_instance(input_dict["examples"])
+        items = artifact_utils.get_single_instance(input_dict["items"])
+        global_dim, arm_dim = exec_properties["observation_dim"], exec_properties["arm_dim"]
+        started = time.perf_counter()
+        movie_ids, features = logged_examples.read_items_split(
+            artifact_utils.get_split_uri([items], columns.ITEMS_SPLIT)
         )
-    trained = per_arm_training.train_per_arm_policy(
-        settings, train.global_features, train.arm_features, train.rewards, num_candidates
-    )
-    training_seconds = time.perf_counter() - started
-    model = artifact_utils.get_single_instance(output_dict["model"])
-    metadata = per_arm_export.save_per_arm_policy(
-        trained, catalogue, path_utils.serving_model_dir(model.uri)
-    )
-    metrics = {
-        "agent": settings.agent,
-        "problem": PER_ARM,
-        "hyperparameters": metadata.hyperparameters,
-        "train_rows": len(train),
-        "training_seconds": training_seconds,
-        "fit_seconds": trained.training_seconds,
-        "mean_logged_reward": float(train.rewards.mean()),
-        "catalogue_movies": len(catalogue),
-        "feature_version": catalogue.feature_version,
-    }
-    _record(output_dict, model, metadata, metrics)
-    training_summaries.write_per_arm_summaries(
-        _model_run_dir(output_dict),
-        trained,
-        train.global_features,
-        train.arm_features,
-        train.movie_ids,
-    )
-    experiment_record.record_training(
-        exec_properties,
-        metrics,
-        trained.losses,
-        settings.batch_size,
-        _model_run_dir(output_dict),
-        path_utils.serving_model_dir(model.uri),
-    )
+        catalogue = ItemCatalogue(movie_ids, features, exec_properties["feature_version"])
+        if catalogue.feature_dim != arm_dim:
+            raise ValueError(
+                f"the items table's {exec_properties['feature_version']} features have "
+                f"{catalogue.feature_dim} values per movie; the configuration expects {arm_dim}"
+            )
+        trained, sums = split_training.train_per_arm(
+            self._make_beam_pipeline(),
+            _model_run_dir(output_dict),
+            artifact_utils.get_split_uri([examples], "train"),
+            settings,
+            global_dim,
+            arm_dim,
+            exec_properties["num_actions"],
+        )
+        training_seconds = time.perf_counter() - started
+        model = artifact_utils.get_single_instance(output_dict["model"])
+        metadata = per_arm_export.save_per_arm_policy(
+            trained, catalogue, path_utils.serving_model_dir(model.uri), sums.users.table()
+        )
+        metrics = {
+            "agent": settings.agent,
+            "problem": PER_ARM,
+            "hyperparameters": metadata.hyperparameters,
+            "train_rows": sums.rows,
+            "training_seconds": training_seconds,
+            "fit_seconds": trained.training_seconds,
+            "mean_logged_reward": sums.reward_sum / sums.rows,
+            "known_users": len(sums.users.user_ids),
+            "catalogue_movies": len(catalogue),
+            "feature_version": catalogue.feature_version,
+        }
+        _record(output_dict, model, metadata, metrics)
+        global_sample, arm_sample = sums.sample.columns
+        training_summaries.write_per_arm_summaries(
+            _model_run_dir(output_dict),
+            trained,
+            sums.rows,
+            sums.served_movie_rows(),
+            global_sample,
+            arm_sample,
+        )
+        experiment_record.record_training(
+            exec_properties,
+            metrics,
+            trained.losses,
+            settings.batch_size,
+            _model_run_dir(output_dict),
+            path_utils.serving_model_dir(model.uri),
+        )
 
 
 def _model_run_dir(output_dict: Dict[str, List[types.Artifact]]) -> str:

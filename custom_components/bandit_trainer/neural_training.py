@@ -4,10 +4,12 @@ Logged rows are shuffled, repeated for some epochs and cut into large batches;
 each batch is one step of a `tf.function`, so Python runs once per batch, not
 once per row. NeuralLinUCB's LinUCB head, like the linear agents, is a sum of
 per-arm statistics and is computed in one vectorised pass after its encoder is
-trained.
+trained. The training functions take any stream of batches and of row chunks:
+in-memory columns (`logged_batches`, `array_chunks`) or a split's files
+(`split_stream`).
 """
 
-from typing import Sequence
+from typing import Iterable, Iterator, Sequence, Tuple
 
 import numpy as np
 import tensorflow as tf
@@ -18,9 +20,13 @@ from tf_agents.policies import utils as policy_utilities
 from tf_agents.trajectories import time_step as ts
 from tf_agents.trajectories import trajectory
 
-from bandit_core.linear_statistics import arm_statistics
+from bandit_core.linear_statistics import arm_statistics, zero_statistics
 
+# Rows encoded at a time for NeuralLinUCB's head: bounds the [rows, encoding] temporary.
 _ENCODE_CHUNK = 65536
+
+# One pass over logged rows as consecutive chunks of row-aligned columns.
+RowChunks = Iterable[Tuple[np.ndarray, ...]]
 
 
 def bandit_trajectory(
@@ -96,6 +102,14 @@ def shuffled_batches(
     )
 
 
+def array_chunks(
+    columns: Sequence[np.ndarray], chunk_rows: int = _ENCODE_CHUNK
+) -> Iterator[Tuple[np.ndarray, ...]]:
+    """Equally long in-memory columns as consecutive chunks of rows (see `RowChunks`)."""
+    for start in range(0, len(columns[0]), chunk_rows):
+        yield tuple(column[start : start + chunk_rows] for column in columns)
+
+
 def _signature(observation_dim: int):
     return [
         tf.TensorSpec([None, observation_dim], tf.float32),
@@ -124,9 +138,7 @@ def train_neural_linucb(
     agent: NeuralLinUCBAgent,
     encoder: network.Network,
     batches: tf.data.Dataset,
-    observations: np.ndarray,
-    actions: np.ndarray,
-    rewards: np.ndarray,
+    rows: RowChunks,
 ) -> np.ndarray:
     """Fits the encoder through the reward layer, then LinUCB on its encodings.
 
@@ -134,13 +146,21 @@ def train_neural_linucb(
     and a linear reward layer by regression on the logged reward, then
     accumulates per-arm A_a = sum z z^T and b_a = sum r z over encodings z. With
     a finite log the natural batch version is to encode every row with the
-    final encoder and sum once, which `arm_statistics` does; the policy then
-    switches from the reward layer to LinUCB, as the agent's step counter would.
+    final encoder and sum, chunk by chunk, which `arm_statistics` does; the
+    policy then switches from the reward layer to LinUCB, as the agent's step
+    counter would.
+
+    Args:
+      agent: from `agents.neural_linucb_agent(encoder, ...)`.
+      encoder: the agent's encoding network.
+      batches: (observations [b, d], actions [b], rewards [b]) per training step.
+      rows: one pass over every logged row as (observations, actions, rewards)
+        chunks.
 
     Returns:
       [num_batches] each batch's reward-layer regression loss, before its update.
     """
-    observation_dim = observations.shape[1]
+    observation_dim = agent.time_step_spec.observation.shape[-1]
 
     @tf.function(input_signature=_signature(observation_dim))
     def train_step(x, a, r):
@@ -148,17 +168,12 @@ def train_neural_linucb(
 
     losses = np.array([float(train_step(x, a, r)) for x, a, r in batches])
 
-    encoded = np.concatenate(
-        [
-            encoder(tf.constant(observations[start : start + _ENCODE_CHUNK], tf.float32))[0]
-            .numpy()
-            .astype(np.float64)
-            for start in range(0, len(observations), _ENCODE_CHUNK)
-        ]
-    )
-    statistics = arm_statistics(
-        encoded, actions, np.asarray(rewards, np.float32), agent.num_actions
-    )
+    statistics = zero_statistics(agent.num_actions, agent.cov_matrix[0].shape[0])
+    for x, a, r in rows:
+        encoded = encoder(tf.cast(x, tf.float32))[0].numpy().astype(np.float64)
+        statistics += arm_statistics(
+            encoded, np.asarray(a), np.asarray(r, np.float32), agent.num_actions
+        )
     for arm in range(agent.num_actions):
         agent.cov_matrix[arm].assign(statistics.cov_matrices[arm])
         agent.data_vector[arm].assign(statistics.data_vectors[arm])

@@ -49,7 +49,7 @@ _PER_ARM_LINEAR_AGENT_CLASSES = {
     agent_names.PER_ARM_LINTS: lin_ts_agent.LinearThompsonSamplingAgent,
     agent_names.INTERACTION_LINTS: lin_ts_agent.LinearThompsonSamplingAgent,
 }
-# Logged rows turned into contexts or encodings at a time: bounds the temporaries.
+# Logged rows turned into contexts at a time: bounds the temporaries.
 _BLOCK_ROWS = 65536
 
 
@@ -442,9 +442,7 @@ def train_per_arm_neural_linucb(
     agent: neural_lin_agent.NeuralLinUCBAgent,
     encoder: network.Network,
     batches: tf.data.Dataset,
-    global_features: np.ndarray,
-    chosen_arm_features: np.ndarray,
-    rewards: np.ndarray,
+    rows: neural_training.RowChunks,
 ) -> np.ndarray:
     """Fits the encoder through the reward layer, then LinUCB on its encodings.
 
@@ -453,16 +451,15 @@ def train_per_arm_neural_linucb(
     (which moves the chosen arm's features into the observation) and
     `compute_loss_using_reward_layer` fits encoder and reward layer. Then the
     one LinUCB model A = sum z z^T, b = sum r z is summed over the final
-    encodings z of every row, block by block, and the policy switches from the
+    encodings z of every row, chunk by chunk, and the policy switches from the
     reward layer to LinUCB.
 
     Args:
       agent: from `per_arm_neural_linucb_agent(encoder, ...)`.
       encoder: the agent's encoding network.
-      batches: `per_arm_batches` of the logged rows.
-      global_features: [N, dg] the user of each row.
-      chosen_arm_features: [N, da] the chosen candidate's features.
-      rewards: [N] observed rewards.
+      batches: (users [b, dg], chosen arms' features [b, da], rewards [b]) per
+        training step, e.g. `per_arm_batches` of the logged rows.
+      rows: one pass over every logged row as chunks of the same three columns.
 
     Returns:
       [num_batches] each batch's reward-layer regression loss, before its
@@ -482,16 +479,13 @@ def train_per_arm_neural_linucb(
     losses = np.array([float(train_step(u, v, r)) for u, v, r in batches])
 
     statistics = zero_per_arm_statistics(agent.cov_matrix[0].shape[0])
-    for start in range(0, len(rewards), _BLOCK_ROWS):
-        rows = slice(start, start + _BLOCK_ROWS)
+    for u, v, r in rows:
         observation = {
-            bandit_spec_utils.GLOBAL_FEATURE_KEY: tf.constant(global_features[rows], tf.float32),
-            bandit_spec_utils.PER_ARM_FEATURE_KEY: tf.constant(
-                chosen_arm_features[rows, None, :], tf.float32
-            ),
+            bandit_spec_utils.GLOBAL_FEATURE_KEY: tf.cast(u, tf.float32),
+            bandit_spec_utils.PER_ARM_FEATURE_KEY: tf.cast(v, tf.float32)[:, None, :],
         }
         encoded = encoder(observation)[0].numpy()[:, 0, :]
-        statistics += per_arm_statistics(encoded, np.asarray(rewards[rows], np.float32))
+        statistics += per_arm_statistics(encoded, np.asarray(r, np.float32))
     agent.cov_matrix[0].assign(statistics.cov_matrix)
     agent.data_vector[0].assign(statistics.data_vector)
     agent.num_samples[0].assign(statistics.num_samples)

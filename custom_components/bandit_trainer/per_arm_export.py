@@ -2,7 +2,8 @@
 
 The directory holds what serving needs and nothing it must fetch elsewhere:
 the PolicySaver SavedModel, the sidecar (`bandit_policy.json`, problem
-"per_arm") and the item catalogue the policy recommends from. An
+"per_arm"), the item catalogue the policy recommends from and the table of
+users it knows by id. An
 epsilon-greedy agent's exported policy explores inside the graph, which hides
 its greedy choice; its greedy policy is saved too, so serving can compute the
 exact epsilon-greedy probability of every candidate.
@@ -10,7 +11,7 @@ exact epsilon-greedy probability of every candidate.
 
 import dataclasses
 import os
-from typing import Any, Dict
+from typing import Any, Dict, Optional
 
 from tf_agents.bandits.specs import utils as bandit_spec_utils
 from tf_agents.policies import epsilon_greedy_policy, policy_saver
@@ -23,6 +24,7 @@ from bandit_core.policy_metadata import (
     PolicyMetadata,
     write_policy_metadata,
 )
+from bandit_core.user_table import USER_TABLE_DIR, UserTable
 from custom_components.bandit_trainer.per_arm_training import PerArmTrainedPolicy
 
 _EPSILON_GREEDY_AGENTS = (
@@ -58,15 +60,20 @@ def per_arm_policy_metadata(trained: PerArmTrainedPolicy, arm_dim: int) -> Polic
 
 
 def save_per_arm_policy(
-    trained: PerArmTrainedPolicy, catalogue: ItemCatalogue, policy_dir: str
+    trained: PerArmTrainedPolicy,
+    catalogue: ItemCatalogue,
+    policy_dir: str,
+    users: Optional[UserTable] = None,
 ) -> PolicyMetadata:
-    """Writes SavedModel, sidecar and catalogue to `policy_dir`; returns the sidecar.
+    """Writes SavedModel, sidecar, catalogue and user table to `policy_dir`; returns the sidecar.
 
     Args:
       trained: from `per_arm_training.train_per_arm_policy`.
       catalogue: the movies to recommend, with the features the policy was
         trained on.
       policy_dir: a new version directory (local or gs://).
+      users: the users the training rows named, with their latest features,
+        so requests may name a user by id alone; None writes no table.
 
     Raises:
       ValueError: the catalogue's features do not have the policy's arm dimension.
@@ -88,6 +95,8 @@ def save_per_arm_policy(
             os.path.join(policy_dir, GREEDY_POLICY_DIR)
         )
     catalogue.save(os.path.join(policy_dir, CATALOGUE_DIR))
+    if users is not None:
+        users.save(os.path.join(policy_dir, USER_TABLE_DIR))
     metadata = per_arm_policy_metadata(trained, catalogue.feature_dim)
     write_policy_metadata(policy_dir, metadata)
     return metadata

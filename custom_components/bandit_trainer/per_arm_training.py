@@ -1,19 +1,22 @@
-"""One entry point from logged per-arm rows and settings to a trained per-arm agent.
+"""From logged per-arm rows and settings to a trained per-arm agent, in memory or streamed.
 
-The per-arm counterpart of `training.train_policy`: the agent report and the
-benchmarks train through it, so what they measure is what the trainer builds.
+The per-arm counterpart of `training`: the agent report and the benchmarks
+train through `train_per_arm_policy` on rows in memory, the executor's Beam
+path (`split_training`) through `per_arm_policy_from_statistics` and
+`train_per_arm_policy_on_stream`, all with the same agent-building code, so
+what the reports measure is what the trainer builds.
 """
 
 import dataclasses
 import time
-from typing import Any, Optional, Tuple
+from typing import Any, Optional, Sequence
 
 import numpy as np
 import tensorflow as tf
 
 from bandit_core import agent_names, per_arm_features
 from bandit_core.per_arm_statistics import PerArmStatistics, per_arm_statistics
-from custom_components.bandit_trainer import per_arm_agents
+from custom_components.bandit_trainer import neural_training, per_arm_agents
 from custom_components.bandit_trainer.settings import TrainerSettings
 
 
@@ -44,7 +47,7 @@ def train_per_arm_policy(
     rewards: np.ndarray,
     num_candidates: int,
 ) -> PerArmTrainedPolicy:
-    """Trains `settings.agent`, a per-arm agent, off-policy on logged rows.
+    """Trains `settings.agent`, a per-arm agent, off-policy on logged rows held in memory.
 
     Args:
       settings: a per-arm agent name and its hyper-parameters; settings the
@@ -57,48 +60,110 @@ def train_per_arm_policy(
     Raises:
       ValueError: the agent is not a per-arm agent or a hyper-parameter is invalid.
     """
-    if settings.agent not in agent_names.PER_ARM_AGENTS:
-        raise ValueError(
-            f"{settings.agent!r} is not a per-arm agent; choose one of "
-            f"{', '.join(agent_names.PER_ARM_AGENTS)}"
-        )
-    settings.validate()
+    _require_agent(settings, agent_names.PER_ARM_AGENTS, "per-arm")
     u = np.asarray(global_features, dtype=np.float32)
     v = np.asarray(chosen_arm_features, dtype=np.float32)
     r = np.asarray(rewards, dtype=np.float32)
     started = time.perf_counter()
-    statistics = None
-    losses = np.empty(0)
     if settings.agent in agent_names.PER_ARM_LINEAR_AGENTS:
         statistics = per_arm_statistics(per_arm_features.linear_contexts(settings.agent, u, v), r)
-        agent = per_arm_agents.per_arm_linear_agent_from_statistics(
-            settings.agent,
-            statistics,
-            u.shape[1],
-            num_candidates,
-            settings.alpha,
-            settings.tikhonov_weight,
-        )
-    else:
-        agent, losses = _train_neural(settings, u, v, r, num_candidates)
-    return PerArmTrainedPolicy(
-        settings, agent, statistics, time.perf_counter() - started, losses
-    )
-
-
-def _train_neural(
-    settings: TrainerSettings,
-    u: np.ndarray,
-    v: np.ndarray,
-    r: np.ndarray,
-    num_candidates: int,
-) -> Tuple[Any, np.ndarray]:
-    """(trained agent, loss per batch)."""
-    tf.random.set_seed(settings.seed)
-    global_dim, arm_dim = u.shape[1], v.shape[1]
+        return _linear_policy(settings, statistics, u.shape[1], num_candidates, started)
     batches = per_arm_agents.per_arm_batches(
         u, v, r, settings.batch_size, settings.epochs, settings.seed
     )
+    rows = neural_training.array_chunks((u, v, r))
+    return _neural_policy(
+        settings, batches, rows, u.shape[1], v.shape[1], num_candidates, started
+    )
+
+
+def per_arm_policy_from_statistics(
+    settings: TrainerSettings, statistics: PerArmStatistics, global_dim: int, num_candidates: int
+) -> PerArmTrainedPolicy:
+    """A per-arm linear agent from its shared model's sums, however they were summed.
+
+    The Beam trainer sums them over a split's batches
+    (`statistics_pipeline.per_arm_sums_fn`); `train_per_arm_policy` in one pass.
+
+    Args:
+      settings: a per-arm linear agent and its hyper-parameters.
+      statistics: sums over the agent's `per_arm_features.linear_contexts`.
+      global_dim: dg.
+      num_candidates: C.
+    """
+    _require_agent(settings, agent_names.PER_ARM_LINEAR_AGENTS, "per-arm linear")
+    return _linear_policy(
+        settings, statistics, global_dim, num_candidates, time.perf_counter()
+    )
+
+
+def train_per_arm_policy_on_stream(
+    settings: TrainerSettings,
+    batches: tf.data.Dataset,
+    rows: neural_training.RowChunks,
+    global_dim: int,
+    arm_dim: int,
+    num_candidates: int,
+) -> PerArmTrainedPolicy:
+    """Trains a per-arm neural agent on streamed rows, e.g. `split_stream` over a split's files.
+
+    Args:
+      settings: a per-arm neural agent and its hyper-parameters.
+      batches: (users [b, dg], served movies' features [b, da], rewards [b])
+        per training step, the epochs included.
+      rows: one pass over every row as chunks of the same three columns, which
+        PerArmNeuralLinUCB's head sums over; other agents ignore it.
+      global_dim: dg.
+      arm_dim: da.
+      num_candidates: C.
+    """
+    _require_agent(settings, agent_names.PER_ARM_NEURAL_AGENTS, "per-arm neural")
+    return _neural_policy(
+        settings, batches, rows, global_dim, arm_dim, num_candidates, time.perf_counter()
+    )
+
+
+def _require_agent(settings: TrainerSettings, agents: Sequence[str], kind: str) -> None:
+    """Raises ValueError unless `settings` are valid and name one of `agents`."""
+    if settings.agent not in agents:
+        raise ValueError(
+            f"{settings.agent!r} is not a {kind} agent; choose one of {', '.join(agents)}"
+        )
+    settings.validate()
+
+
+def _linear_policy(
+    settings: TrainerSettings,
+    statistics: PerArmStatistics,
+    global_dim: int,
+    num_candidates: int,
+    started: float,
+) -> PerArmTrainedPolicy:
+    """A per-arm linear agent built from its statistics; `started` is when fitting began."""
+    agent = per_arm_agents.per_arm_linear_agent_from_statistics(
+        settings.agent,
+        statistics,
+        global_dim,
+        num_candidates,
+        settings.alpha,
+        settings.tikhonov_weight,
+    )
+    return PerArmTrainedPolicy(
+        settings, agent, statistics, time.perf_counter() - started, np.empty(0)
+    )
+
+
+def _neural_policy(
+    settings: TrainerSettings,
+    batches: tf.data.Dataset,
+    rows: neural_training.RowChunks,
+    global_dim: int,
+    arm_dim: int,
+    num_candidates: int,
+    started: float,
+) -> PerArmTrainedPolicy:
+    """A per-arm neural agent trained on `batches`; `started` is when fitting began."""
+    tf.random.set_seed(settings.seed)
     if settings.agent == agent_names.PER_ARM_NEURAL_LINUCB:
         encoder = per_arm_agents.common_tower_network(
             global_dim, arm_dim, num_candidates, settings.layer_sizes, settings.encoding_dim
@@ -112,25 +177,28 @@ def _train_neural(
             settings.learning_rate,
             settings.alpha,
         )
-        losses = per_arm_agents.train_per_arm_neural_linucb(agent, encoder, batches, u, v, r)
-        return agent, losses
-    if settings.agent == agent_names.DOT_PRODUCT_EPSILON_GREEDY:
-        agent = per_arm_agents.dot_product_epsilon_greedy_agent(
-            global_dim,
-            arm_dim,
-            num_candidates,
-            settings.layer_sizes,
-            settings.encoding_dim,
-            settings.learning_rate,
-            settings.epsilon,
-        )
+        losses = per_arm_agents.train_per_arm_neural_linucb(agent, encoder, batches, rows)
     else:
-        agent = per_arm_agents.per_arm_neural_epsilon_greedy_agent(
-            global_dim,
-            arm_dim,
-            num_candidates,
-            settings.layer_sizes,
-            settings.learning_rate,
-            settings.epsilon,
-        )
-    return agent, per_arm_agents.train_per_arm_epsilon_greedy(agent, batches)
+        if settings.agent == agent_names.DOT_PRODUCT_EPSILON_GREEDY:
+            agent = per_arm_agents.dot_product_epsilon_greedy_agent(
+                global_dim,
+                arm_dim,
+                num_candidates,
+                settings.layer_sizes,
+                settings.encoding_dim,
+                settings.learning_rate,
+                settings.epsilon,
+            )
+        else:
+            agent = per_arm_agents.per_arm_neural_epsilon_greedy_agent(
+                global_dim,
+                arm_dim,
+                num_candidates,
+                settings.layer_sizes,
+                settings.learning_rate,
+                settings.epsilon,
+            )
+        losses = per_arm_agents.train_per_arm_epsilon_greedy(agent, batches)
+    return PerArmTrainedPolicy(
+        settings, agent, None, time.perf_counter() - started, losses
+    )

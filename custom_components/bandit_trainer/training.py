@@ -1,7 +1,9 @@
-"""One entry point from logged rows and settings to a trained, exportable policy.
+"""From logged rows and settings to a trained, exportable policy, in memory or streamed.
 
-The executor, the agent report and the benchmarks all train through
-`train_policy`, so what they measure is what the pipeline ships.
+The agent report and the benchmarks train through `train_policy` on rows in
+memory; the executor's Beam path (`split_training`) through
+`policy_from_statistics` and `train_policy_on_stream`. All three build the
+agent with the same code, so what the reports measure is what the pipeline ships.
 """
 
 import dataclasses
@@ -53,7 +55,7 @@ def train_policy(
     rewards: np.ndarray,
     num_actions: int,
 ) -> TrainedPolicy:
-    """Trains `settings.agent` off-policy on logged rows.
+    """Trains `settings.agent` off-policy on logged rows held in memory.
 
     Args:
       settings: validated agent choice and hyper-parameters.
@@ -63,44 +65,118 @@ def train_policy(
       num_actions: K.
     """
     settings.validate()
-    observation_dim = observations.shape[1]
     started = time.perf_counter()
-    statistics = None
-    losses = np.empty(0)
     if settings.agent in agent_names.LINEAR_AGENTS:
         statistics = arm_statistics(observations, actions, rewards, num_actions)
-        agent = agents.linear_agent_from_statistics(
-            settings.agent, statistics, settings.alpha, settings.tikhonov_weight
+        return _linear_policy(settings, statistics, started)
+    batches = neural_training.logged_batches(
+        observations, actions, rewards, settings.batch_size, settings.epochs, settings.seed
+    )
+    rows = neural_training.array_chunks((observations, actions, rewards))
+    rows_per_arm = np.bincount(actions, minlength=num_actions).astype(np.float64)
+    return _neural_policy(
+        settings, batches, rows, observations.shape[1], num_actions, rows_per_arm, started
+    )
+
+
+def policy_from_statistics(
+    settings: TrainerSettings, statistics: LinearArmStatistics
+) -> TrainedPolicy:
+    """A LinUCB or LinTS policy from per-arm sums over the logged rows, however summed.
+
+    The Beam trainer sums them over a split's batches
+    (`statistics_pipeline.classic_sums_fn`); `train_policy` in one pass.
+    """
+    settings.validate()
+    return _linear_policy(settings, statistics, time.perf_counter())
+
+
+def train_policy_on_stream(
+    settings: TrainerSettings,
+    batches: tf.data.Dataset,
+    rows: neural_training.RowChunks,
+    observation_dim: int,
+    rows_per_arm: np.ndarray,
+) -> TrainedPolicy:
+    """Trains a neural agent on streamed rows, e.g. `split_stream` over a split's files.
+
+    Args:
+      settings: a neural agent and its hyper-parameters.
+      batches: (observations [b, d], actions [b], rewards [b]) per training
+        step, the epochs included.
+      rows: one pass over every row as (observations, actions, rewards)
+        chunks, which NeuralLinUCB's head sums over; other agents ignore it.
+      observation_dim: d.
+      rows_per_arm: [K] logged rows per arm.
+    """
+    settings.validate()
+    if settings.agent not in agent_names.NEURAL_AGENTS:
+        raise ValueError(
+            f"{settings.agent!r} is not a neural agent; stream training is for "
+            f"{', '.join(agent_names.NEURAL_AGENTS)}: build linear agents from their statistics "
+            "(policy_from_statistics)"
         )
-        rows_per_arm = statistics.num_samples
-    else:
-        rows_per_arm = np.bincount(actions, minlength=num_actions).astype(np.float64)
-        agent, losses = _train_neural(settings, observations, actions, rewards, num_actions)
-    seconds = time.perf_counter() - started
+    return _neural_policy(
+        settings,
+        batches,
+        rows,
+        observation_dim,
+        len(rows_per_arm),
+        rows_per_arm,
+        time.perf_counter(),
+    )
+
+
+def _linear_policy(
+    settings: TrainerSettings, statistics: LinearArmStatistics, started: float
+) -> TrainedPolicy:
+    """A linear agent built from its statistics; `started` is when fitting began."""
+    agent = agents.linear_agent_from_statistics(
+        settings.agent, statistics, settings.alpha, settings.tikhonov_weight
+    )
+    num_actions, observation_dim = statistics.data_vectors.shape
     return TrainedPolicy(
         agent=agent,
         policy=agent.policy,
         metadata=policy_metadata(settings, observation_dim, num_actions),
-        training_seconds=seconds,
-        rows_per_arm=rows_per_arm,
+        training_seconds=time.perf_counter() - started,
+        rows_per_arm=statistics.num_samples,
         statistics=statistics,
+        losses=np.empty(0),
+    )
+
+
+def _neural_policy(
+    settings: TrainerSettings,
+    batches: tf.data.Dataset,
+    rows: neural_training.RowChunks,
+    observation_dim: int,
+    num_actions: int,
+    rows_per_arm: np.ndarray,
+    started: float,
+) -> TrainedPolicy:
+    """A neural agent trained on `batches`; `started` is when fitting began."""
+    agent, losses = _train_neural(settings, batches, rows, observation_dim, num_actions)
+    return TrainedPolicy(
+        agent=agent,
+        policy=agent.policy,
+        metadata=policy_metadata(settings, observation_dim, num_actions),
+        training_seconds=time.perf_counter() - started,
+        rows_per_arm=rows_per_arm,
+        statistics=None,
         losses=losses,
     )
 
 
 def _train_neural(
     settings: TrainerSettings,
-    observations: np.ndarray,
-    actions: np.ndarray,
-    rewards: np.ndarray,
+    batches: tf.data.Dataset,
+    rows: neural_training.RowChunks,
+    observation_dim: int,
     num_actions: int,
 ) -> Tuple[Any, np.ndarray]:
     """(trained agent, loss per batch)."""
     tf.random.set_seed(settings.seed)
-    observation_dim = observations.shape[1]
-    batches = neural_training.logged_batches(
-        observations, actions, rewards, settings.batch_size, settings.epochs, settings.seed
-    )
     if settings.agent == agent_names.NEURAL_EPSILON_GREEDY:
         agent = agents.neural_epsilon_greedy_agent(
             observation_dim,
@@ -119,10 +195,7 @@ def _train_neural(
         settings.learning_rate,
         settings.alpha,
     )
-    losses = neural_training.train_neural_linucb(
-        agent, encoder, batches, observations, actions, rewards
-    )
-    return agent, losses
+    return agent, neural_training.train_neural_linucb(agent, encoder, batches, rows)
 
 
 def policy_metadata(

@@ -11,10 +11,15 @@ are fitted in one pass and have no curve: a snapshot at step `SNAPSHOT_STEP`
 shows how the logged rows cover the arms and how far the fitted model's
 predicted rewards spread, which tells an under-explored or flat model apart
 from a confident one.
+
+No summary needs the split in memory. The rows per arm and per served movie
+are combinable counts over every row; the predicted-reward histograms are
+computed on a bounded uniform sample of the training rows
+(`statistics_pipeline.SAMPLE_ROWS` at most, all rows of a smaller split),
+which shows the spread without keeping every row.
 """
 
 import os
-from typing import Iterator
 
 import numpy as np
 
@@ -33,8 +38,6 @@ PREDICTED_REWARD_OF_TRAINING_ROWS = "predicted_reward/training_rows"
 DISTINCT_MOVIES_SERVED = "movies/distinct_served"
 ROWS_PER_SERVED_MOVIE = "movies/rows_per_served_movie"
 SNAPSHOT_STEP = 0
-# Per-arm contexts made at a time for the predictions: bounds the [rows, d] temporary.
-_BLOCK_ROWS = 65536
 
 
 def arm_tag(prefix: str, arm: int, num_actions: int) -> str:
@@ -45,9 +48,9 @@ def arm_tag(prefix: str, arm: int, num_actions: int) -> str:
 def epoch_mean_losses(losses: np.ndarray, num_rows: int, batch_size: int) -> np.ndarray:
     """[epochs] the mean loss of the batches that start in each epoch.
 
-    `neural_training.shuffled_batches` cuts one stream of per-epoch
-    permutations into batches, so a batch can straddle two epochs; it counts
-    toward the epoch of its first row.
+    `neural_training.shuffled_batches` and `split_stream.shuffled_batches`
+    cut one stream of per-epoch shuffles into batches, so a batch can straddle
+    two epochs; it counts toward the epoch of its first row.
     """
     if num_rows < 1 or batch_size < 1:
         raise ValueError(
@@ -59,29 +62,34 @@ def epoch_mean_losses(losses: np.ndarray, num_rows: int, batch_size: int) -> np.
 
 
 def write_classic_summaries(
-    model_run_dir: str, trained: TrainedPolicy, observations: np.ndarray, settings: TrainerSettings
+    model_run_dir: str,
+    trained: TrainedPolicy,
+    settings: TrainerSettings,
+    num_rows: int,
+    observation_sample: np.ndarray,
 ) -> None:
     """Rows per arm for every agent; loss curves or the predicted-reward spread per arm.
 
     Args:
       model_run_dir: the ModelRun artifact's directory.
-      trained: what `training.train_policy` returned.
-      observations: [N, d] the training contexts.
+      trained: the trained policy (`training`).
       settings: the settings it was trained with.
+      num_rows: N, the training rows, which places the batch losses in epochs.
+      observation_sample: [m, d] a uniform sample of the training contexts.
     """
     num_actions = len(trained.rows_per_arm)
     with SummaryWriter(os.path.join(model_run_dir, SUMMARY_DIR)) as writer:
         for arm, rows in enumerate(trained.rows_per_arm):
             writer.scalar(arm_tag(ARM_ROWS, arm, num_actions), float(rows), SNAPSHOT_STEP)
         if trained.statistics is None:
-            _write_losses(writer, trained.losses, len(observations), settings.batch_size)
+            _write_losses(writer, trained.losses, num_rows, settings.batch_size)
             return
         theta, _ = linear_policy.posterior_factors(
             trained.statistics.cov_matrices,
             trained.statistics.data_vectors,
             settings.tikhonov_weight,
         )
-        predicted = np.asarray(observations, np.float64) @ theta.T
+        predicted = np.asarray(observation_sample, np.float64) @ theta.T
         for arm in range(num_actions):
             writer.histogram(
                 arm_tag(PREDICTED_REWARD, arm, num_actions), predicted[:, arm], SNAPSHOT_STEP
@@ -91,50 +99,45 @@ def write_classic_summaries(
 def write_per_arm_summaries(
     model_run_dir: str,
     trained: PerArmTrainedPolicy,
-    global_features: np.ndarray,
-    chosen_arm_features: np.ndarray,
-    movie_ids: np.ndarray,
+    num_rows: int,
+    rows_per_served_movie: np.ndarray,
+    global_sample: np.ndarray,
+    arm_sample: np.ndarray,
 ) -> None:
     """How many movies the log served and how often; loss curves or predicted rewards.
 
     Args:
       model_run_dir: the ModelRun artifact's directory.
-      trained: what `per_arm_training.train_per_arm_policy` returned.
-      global_features: [N, dg] each training row's user.
-      chosen_arm_features: [N, da] the served movie's features.
-      movie_ids: [N] the served movie.
+      trained: the trained per-arm policy (`per_arm_training`).
+      num_rows: N, the training rows, which places the batch losses in epochs.
+      rows_per_served_movie: [M] the training rows of each movie served at least once.
+      global_sample: [m, dg] the users of a uniform sample of the training rows.
+      arm_sample: [m, da] the same rows' served movies' features.
     """
-    _, rows_per_movie = np.unique(np.asarray(movie_ids), return_counts=True)
     with SummaryWriter(os.path.join(model_run_dir, SUMMARY_DIR)) as writer:
-        writer.scalar(DISTINCT_MOVIES_SERVED, len(rows_per_movie), SNAPSHOT_STEP)
-        writer.histogram(ROWS_PER_SERVED_MOVIE, rows_per_movie, SNAPSHOT_STEP)
+        writer.scalar(DISTINCT_MOVIES_SERVED, len(rows_per_served_movie), SNAPSHOT_STEP)
+        writer.histogram(ROWS_PER_SERVED_MOVIE, rows_per_served_movie, SNAPSHOT_STEP)
         if trained.statistics is None:
-            _write_losses(
-                writer, trained.losses, len(global_features), trained.settings.batch_size
-            )
+            _write_losses(writer, trained.losses, num_rows, trained.settings.batch_size)
             return
-        predicted = np.concatenate(
-            list(_per_arm_predictions(trained, global_features, chosen_arm_features))
-        )
+        predicted = _per_arm_predictions(trained, global_sample, arm_sample)
         writer.histogram(PREDICTED_REWARD_OF_TRAINING_ROWS, predicted, SNAPSHOT_STEP)
 
 
 def _per_arm_predictions(
     trained: PerArmTrainedPolicy, global_features: np.ndarray, chosen_arm_features: np.ndarray
-) -> Iterator[np.ndarray]:
-    """The shared linear model's mean reward of each row's served movie, block by block."""
+) -> np.ndarray:
+    """The shared linear model's mean reward of each row's served movie."""
     statistics = trained.statistics
     theta, _ = linear_policy.posterior_factors(
         statistics.cov_matrix[None],
         statistics.data_vector[None],
         trained.settings.tikhonov_weight,
     )
-    for start in range(0, len(global_features), _BLOCK_ROWS):
-        rows = slice(start, start + _BLOCK_ROWS)
-        contexts = per_arm_features.linear_contexts(
-            trained.settings.agent, global_features[rows], chosen_arm_features[rows]
-        )
-        yield np.asarray(contexts, np.float64) @ theta[0]
+    contexts = per_arm_features.linear_contexts(
+        trained.settings.agent, global_features, chosen_arm_features
+    )
+    return np.asarray(contexts, np.float64) @ theta[0]
 
 
 def _write_losses(

@@ -6,8 +6,11 @@ it; the pipeline step only submits and polls. Pointing it at our executor
 keeps training identical to the in-process BanditTrainer, anomaly gate
 included, while the job gets its own machine type. The job's container keeps
 the Model properties it sets, so the step sets them again from the job's files.
+The step passes its Beam arguments on to the job, so that the trainer's Beam
+pass runs there as it would in the step (on Dataflow when so configured).
 """
 
+import copy
 from typing import Any, Dict, List
 
 from tfx import types
@@ -34,8 +37,39 @@ class VertexJobExecutor(vertex_trainer_executor.GenericExecutor):
         output_dict: Dict[str, List[types.Artifact]],
         exec_properties: Dict[str, Any],
     ) -> None:
-        super().Do(input_dict, output_dict, exec_properties)
+        # The step's Beam arguments (after the entry point's own path) reach it as extra flags.
+        beam_args = [flag for flag in self._extra_flags or [] if flag.startswith("--")]
+        custom_config = json_utils.loads(exec_properties[CUSTOM_CONFIG_KEY])
+        job_properties = {
+            **exec_properties,
+            CUSTOM_CONFIG_KEY: json_utils.dumps(with_job_arguments(custom_config, beam_args)),
+        }
+        super().Do(input_dict, output_dict, job_properties)
         executor.restore_model_properties(output_dict)
+
+
+def with_job_arguments(custom_config: Dict[str, Any], arguments: List[str]) -> Dict[str, Any]:
+    """A copy of `custom_config` whose job containers get `arguments` after their command.
+
+    TFX sets each container's command to `python -m tfx.scripts.run_executor`
+    with the executor's inputs; Vertex runs a container's `args` after its
+    command, and `run_executor` hands arguments it does not know to a Beam
+    executor as its `beam_pipeline_args`.
+
+    Raises:
+      ValueError: a worker pool has no container_spec (the pipeline image).
+    """
+    configured = copy.deepcopy(custom_config)
+    job_args = configured[vertex_trainer_executor.TRAINING_ARGS_KEY]
+    pools = job_args.get("job_spec", job_args).get("worker_pool_specs", [])
+    for number, pool in enumerate(pools):
+        if not pool.get("container_spec"):
+            raise ValueError(
+                f"worker_pool_specs[{number}] of the Vertex training job has no container_spec; "
+                "give it the pipeline image (container_spec.image_uri), which holds the trainer"
+            )
+        pool["container_spec"]["args"] = list(arguments)
+    return configured
 
 
 class VertexJobBanditTrainerSpec(BanditTrainerSpec):

@@ -16,7 +16,7 @@ from tf_agents.policies import policy_saver
 
 from bandit_core import agent_names, per_arm_features, per_arm_linear_policy, saved_policy
 from bandit_core.per_arm_statistics import per_arm_statistics
-from custom_components.bandit_trainer import per_arm_agents
+from custom_components.bandit_trainer import neural_training, per_arm_agents
 
 DG, DA, C, N = 4, 3, 5, 2000
 NUM_QUERIES = 2000
@@ -237,7 +237,7 @@ def _train_neural(agent: str, problem, epochs: int = 4):
             encoder, DG, DA, C, 4, TINY["learning_rate"], alpha=0.1
         )
         losses = per_arm_agents.train_per_arm_neural_linucb(
-            built, encoder, batches, users, chosen, rewards
+            built, encoder, batches, neural_training.array_chunks((users, chosen, rewards))
         )
         return built, losses
     if agent == agent_names.PER_ARM_NEURAL_EPSILON_GREEDY:

@@ -19,6 +19,7 @@ from tfx.types import artifact_utils, standard_artifacts
 from bandit_core import agent_names, columns, per_arm_features
 from custom_components.bandit_trainer import executor, per_arm_training, training
 from custom_components.bandit_trainer.settings import TrainerSettings
+from custom_components.bandit_trainer.statistics_pipeline import SAMPLE_ROWS, per_arm_batch_sums
 from custom_components.bandit_trainer.training_summaries import (
     SUMMARY_DIR,
     epoch_mean_losses,
@@ -152,11 +153,27 @@ def _per_arm_logged(seed: int = 0):
     return users, served, movie_ids, rewards
 
 
+def _write_per_arm(root, trained, users, served, movie_ids, rewards, sample_size=SAMPLE_ROWS):
+    """The per-arm summaries from the trainer's combinable sums of the rows (one batch here)."""
+    batch = {
+        columns.OBSERVATION: users,
+        columns.ARM_FEATURES: served,
+        columns.REWARD: rewards,
+        columns.MOVIE_ID: movie_ids,
+        columns.USER_ID: np.zeros(len(rewards), np.int64),
+        columns.EVENT_TIME_US: np.zeros(len(rewards), np.int64),
+    }
+    sums = per_arm_batch_sums(batch, linear_agent=None, sample_size=sample_size)
+    write_per_arm_summaries(
+        str(root), trained, sums.rows, sums.served_movie_rows(), *sums.sample.columns
+    )
+
+
 def test_a_per_arm_linear_agent_shows_movies_served_and_predicted_rewards(tmp_path):
     users, served, movie_ids, rewards = _per_arm_logged()
     settings = TrainerSettings(agent=agent_names.PER_ARM_LINUCB, tikhonov_weight=1.0)
     trained = per_arm_training.train_per_arm_policy(settings, users, served, rewards, 5)
-    write_per_arm_summaries(str(tmp_path), trained, users, served, movie_ids)
+    _write_per_arm(tmp_path, trained, users, served, movie_ids, rewards)
     logdir = str(tmp_path / SUMMARY_DIR)
 
     distinct, counts = np.unique(movie_ids, return_counts=True)
@@ -175,13 +192,26 @@ def test_a_per_arm_linear_agent_shows_movies_served_and_predicted_rewards(tmp_pa
     assert buckets[-1, 1] == pytest.approx(predicted.max(), rel=1e-5)
 
 
+def test_predicted_rewards_of_a_large_split_come_from_a_bounded_sample(tmp_path):
+    users, served, movie_ids, rewards = _per_arm_logged()
+    settings = TrainerSettings(agent=agent_names.PER_ARM_LINUCB, tikhonov_weight=1.0)
+    trained = per_arm_training.train_per_arm_policy(settings, users, served, rewards, 5)
+    _write_per_arm(tmp_path, trained, users, served, movie_ids, rewards, sample_size=100)
+    histograms = read_histograms(str(tmp_path / SUMMARY_DIR))
+
+    ((_, buckets),) = histograms["predicted_reward/training_rows"]
+    assert buckets[:, 2].sum() == 100
+    ((_, per_movie),) = histograms["movies/rows_per_served_movie"]
+    assert per_movie[:, 2].sum() == len(np.unique(movie_ids))  # counts cover every row
+
+
 def test_a_per_arm_neural_agent_shows_its_loss_curves(tmp_path):
     users, served, movie_ids, rewards = _per_arm_logged()
     settings = TrainerSettings(
         agent=agent_names.PER_ARM_NEURAL_EPSILON_GREEDY, epochs=2, **TINY_NEURAL
     )
     trained = per_arm_training.train_per_arm_policy(settings, users, served, rewards, 5)
-    write_per_arm_summaries(str(tmp_path), trained, users, served, movie_ids)
+    _write_per_arm(tmp_path, trained, users, served, movie_ids, rewards)
     logdir = str(tmp_path / SUMMARY_DIR)
 
     scalars = read_scalars(logdir)
@@ -210,7 +240,7 @@ def test_a_diverged_loss_leaves_a_gap_instead_of_failing_training(tmp_path):
     diverged = np.array(trained.losses)
     diverged[2:] = np.nan
     write_classic_summaries(
-        str(tmp_path), dataclasses.replace(trained, losses=diverged), x, settings
+        str(tmp_path), dataclasses.replace(trained, losses=diverged), settings, len(x), x
     )
     scalars = read_scalars(str(tmp_path / SUMMARY_DIR))
     assert [step for step, _ in scalars["loss/batch"]] == [0, 1]
