@@ -188,9 +188,20 @@ class ValidationConfig:
 
 @dataclasses.dataclass(frozen=True)
 class LocalRunConfig:
-    """Where a local run keeps its pipeline root, metadata and pushed policies."""
+    """Where a local run keeps its pipeline root, metadata and pushed policies; its Beam workers.
+
+    Attributes:
+      root: directory of the run ("" for `runs/` in the repository).
+      beam_workers: workers of the Beam steps (Beam's DirectRunner): 1 runs
+        them in the pipeline's own process, n > 1 in n worker processes, 0 in
+        one process per core. Each worker process imports TensorFlow, seconds
+        per Beam step, and on 2 cores, which the emulator shares, processes
+        made the DAG slower at 100k and 1M events (benchmarks/training_dag.py
+        --beam-workers), hence the default 1.
+    """
 
     root: str = ""
+    beam_workers: int = 1
 
     @property
     def root_dir(self) -> pathlib.Path:
@@ -217,7 +228,12 @@ class LocalRunConfig:
         return self.root_dir / "trigger"
 
     def validate(self) -> None:
-        return None
+        _require(
+            self.beam_workers >= 0,
+            "local.beam_workers",
+            f"{self.beam_workers} must be >= 0 (0 uses every core, 1 runs Beam in the "
+            "pipeline's process, n > 1 starts n worker processes)",
+        )
 
 
 @dataclasses.dataclass(frozen=True)

@@ -26,7 +26,7 @@ pytestmark = [
 
 def test_one_round_retrains_on_the_served_logs_and_logs_every_event_once(tmp_path):
     config = PipelineConfig().replace(
-        local={"root": str(tmp_path)},
+        local={"root": str(tmp_path), "beam_workers": 1},
         movielens={"problem": "per_arm", "num_candidates": 20},
         trainer={"agent": "InteractionLinUCB"},
         evaluator={"bootstrap_samples": 100, "blessing_comparison": "point_estimate"},

@@ -58,7 +58,7 @@ def bandit():
 
 def _config(root: pathlib.Path, **sections) -> PipelineConfig:
     base = {
-        "local": {"root": str(root)},
+        "local": {"root": str(root), "beam_workers": 1},
         "movielens": {"problem": "per_arm", "num_candidates": NUM_CANDIDATES},
         "trainer": {"agent": "InteractionLinUCB"},
         "generator": {"num_events": NUM_EVENTS, "seed": 5},

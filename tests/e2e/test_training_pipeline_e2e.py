@@ -18,7 +18,7 @@ from custom_components.movielens_generator import logged_data
 from simulation.bandit_loader import load_movielens_bandit
 from simulation.movielens_data import default_data_dir
 from tfx_pipeline import pipeline
-from tfx_pipeline.config import PipelineConfig
+from tfx_pipeline.config import LocalRunConfig, PipelineConfig
 from tfx_pipeline.local import runner as local_runner
 from tfx_pipeline.local.emulator import BigQueryEmulator
 from tfx_pipeline.reports import run_summary
@@ -53,7 +53,10 @@ def emulator(tmp_path_factory):
 
 
 def _config(root: pathlib.Path, **sections) -> PipelineConfig:
-    base = {"local": {"root": str(root)}, "generator": {"num_events": NUM_EVENTS, "seed": 7}}
+    base = {
+        "local": {"root": str(root), "beam_workers": 1},
+        "generator": {"num_events": NUM_EVENTS, "seed": 7},
+    }
     return PipelineConfig().replace(**base).replace(**sections).validate()
 
 
@@ -86,7 +89,8 @@ def _examples(examples_uri: str) -> list:
 
 
 def test_training_dag_runs_every_component_and_pushes_a_working_policy(emulator, tmp_path):
-    config = _config(tmp_path)
+    # The default Beam workers, which the other DAG tests pin to 1 to keep the suite's time.
+    config = _config(tmp_path, local={"beam_workers": LocalRunConfig.beam_workers})
     client = clients.make_bigquery_client(emulator.endpoints)
     bystander = tables.ensure_table(client, "bystander", "keep_me")
     client.insert_rows_json(bystander, [_row("bystander-1", propensity=0.5)])

@@ -27,6 +27,7 @@ pytestmark = [
 
 NOTEBOOK = pathlib.Path(__file__).resolve().parents[2] / "notebooks" / "walkthrough.ipynb"
 SMALL_LOOP = {
+    "local": {"beam_workers": 1},
     "movielens": {"num_candidates": 20},
     "evaluator": {"bootstrap_samples": 100, "blessing_comparison": "point_estimate"},
     "loop": {

@@ -1,12 +1,14 @@
 """Runs the training or retraining DAG with LocalDagRunner and a SQLite MLMD store.
 
 Locally BigQuery is the emulator, started here on free loopback ports and
-stopped when the run ends, whether it succeeds, fails or is interrupted.
+stopped when the run ends, whether it succeeds, fails or is interrupted. The
+Beam steps run on Beam's DirectRunner with `local.beam_workers` workers.
 """
 
 import contextlib
+import os
 import pathlib
-from typing import Iterator
+from typing import Iterator, List
 
 from tfx import v1 as tfx
 
@@ -15,7 +17,27 @@ from tfx_pipeline import pipeline
 from tfx_pipeline.config import PipelineConfig
 from tfx_pipeline.local.emulator import BigQueryEmulator
 
-BEAM_PIPELINE_ARGS = ["--direct_running_mode=in_memory", "--direct_num_workers=1"]
+IN_PROCESS_ARGS = ["--direct_running_mode=in_memory", "--direct_num_workers=1"]
+
+
+def available_cores() -> int:
+    """Cores this process may run on (the affinity mask where the platform has one)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
+def beam_pipeline_args(beam_workers: int) -> List[str]:
+    """DirectRunner arguments for `local.beam_workers` (0: one worker per available core).
+
+    One worker runs in the pipeline's process. Several run as processes:
+    in_memory mode with more than one worker hangs once a DoFn runs
+    TensorFlow, so that combination is never produced.
+    """
+    workers = beam_workers or available_cores()
+    if workers == 1:
+        return list(IN_PROCESS_ARGS)
+    return ["--direct_running_mode=multi_processing", f"--direct_num_workers={workers}"]
 
 
 @contextlib.contextmanager
@@ -50,6 +72,6 @@ def run_pipeline(
             metadata_connection_config=tfx.orchestration.metadata.sqlite_metadata_connection_config(
                 str(local.metadata_path)
             ),
-            beam_pipeline_args=BEAM_PIPELINE_ARGS,
+            beam_pipeline_args=beam_pipeline_args(local.beam_workers),
         )
     )

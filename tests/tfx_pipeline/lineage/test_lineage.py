@@ -95,7 +95,7 @@ def runs(tmp_path_factory):
     config = (
         PipelineConfig()
         .replace(
-            local={"root": str(root)},
+            local={"root": str(root), "beam_workers": 1},
             generator={"num_events": NUM_EVENTS, "seed": 7},
             evaluator={"blessing_estimator": "dm", "blessing_comparison": "point_estimate"},
         )
