@@ -1,8 +1,11 @@
 """Evaluates a candidate (and the baseline) policy and decides the blessing.
 
 Independent of TFX so the executor, the agent report and the benchmarks run
-the same evaluation. Bad evaluation data never raises here: it becomes a
-refusal to bless whose reason names the problem.
+the same evaluation: `evaluate` runs the two passes of `evaluation_passes` on
+rows held in memory, the executor runs them as a Beam pipeline
+(`beam_evaluation`), and `conclude` turns either's sums into the same
+`Evaluation`. Bad evaluation data never raises here: it becomes a refusal
+to bless whose reason names the problem.
 """
 
 import dataclasses
@@ -12,11 +15,16 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 import numpy as np
 
 from bandit_core.logged_examples import LoggedColumns
-from custom_components.policy_evaluator import blessing, ope, reward_model
+from custom_components.policy_evaluator import blessing, ope, ope_sums
+from custom_components.policy_evaluator.classic_passes import ClassicPasses
+from custom_components.policy_evaluator.evaluation_passes import FirstPass, run_in_memory
 from custom_components.policy_evaluator.settings import EvaluatorSettings
 from custom_components.policy_evaluator.target_policy import SavedPolicy
 from simulation import movielens_environment
 from simulation.movielens_environment import MovieLensBandit
+
+# Runs both passes for a `Passes` (in memory, or as a Beam pipeline) and returns their sums.
+Run = Callable[[Any], Tuple[FirstPass, Optional[ope_sums.Sums]]]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -105,6 +113,59 @@ def refused(
     )
 
 
+def conclude(
+    first: FirstPass,
+    second: Optional[ope_sums.Sums],
+    policies: Dict[str, Any],
+    true_values: Dict[str, Optional[float]],
+    settings: EvaluatorSettings,
+    reward_range: Optional[Tuple[float, float]],
+    simulator: Dict[str, Any],
+    notes: List[str],
+) -> Evaluation:
+    """The evaluation both passes' sums support: estimates and the blessing, or a refusal.
+
+    Args:
+      first: pass 1's sums over every logged row.
+      second: pass 2's sums, None when pass 1 found the data unusable.
+      policies: the scored policies by role ("candidate", "baseline"), each
+        with `policy_dir` and `metadata.agent`.
+      true_values: each role's true value, when the simulator knows it.
+    """
+    if first.rows == 0:
+        return refused(
+            "the evaluation data could not be read: the split holds no examples",
+            settings, reward_range, 0, simulator, notes,
+        )
+    if first.checks.found or second is None:
+        return refused(
+            f"the evaluation data is invalid: {first.checks.message()}",
+            settings, reward_range, first.rows, simulator, notes,
+        )
+    reports = {
+        role: PolicyReport(
+            policies[role].policy_dir,
+            policies[role].metadata.agent,
+            second.estimates(role, settings.confidence),
+            true_values.get(role),
+        )
+        for role in policies
+        if f"{role}/{ope_sums.TERMS[0]}" in second.names
+    }
+    logging_value = first.reward_sum / first.rows
+    baseline = reports.get("baseline")
+    decision = blessing.decide(
+        settings.blessing_rule,
+        reports["candidate"].estimates,
+        baseline.estimates if baseline else None,
+        logging_value,
+    )
+    return Evaluation(
+        decision, settings, reward_range, first.rows, logging_value, reports["candidate"],
+        baseline, simulator, tuple(notes),
+    )
+
+
 def evaluate(
     read_columns: Callable[[int], LoggedColumns],
     candidate: SavedPolicy,
@@ -114,7 +175,7 @@ def evaluate(
     bandit: Optional[MovieLensBandit] = None,
     simulator_note: str = "",
 ) -> Evaluation:
-    """Estimates both policies' values on the same rows and applies the rule.
+    """Estimates both policies' values on the same rows, held in memory, and applies the rule.
 
     Args:
       read_columns: reads the evaluation rows for an observation dimension;
@@ -125,6 +186,31 @@ def evaluate(
       reward_range: (min, max) a logged reward must lie in, or None.
       bandit: the simulator, for true values; None when unavailable.
       simulator_note: why the simulator is unavailable, when it is.
+    """
+
+    def run(passes: ClassicPasses) -> Tuple[FirstPass, Optional[ope_sums.Sums]]:
+        columns = read_columns(passes.observation_dim)
+        _check_observation_shape(columns.observations, passes.observation_dim)
+        return run_in_memory(passes, columns)
+
+    return evaluate_classic(
+        run, candidate, baseline, settings, reward_range, bandit, simulator_note
+    )
+
+
+def evaluate_classic(
+    run: Run,
+    candidate: SavedPolicy,
+    baseline: Optional[SavedPolicy],
+    settings: EvaluatorSettings,
+    reward_range: Optional[Tuple[float, float]] = None,
+    bandit: Optional[MovieLensBandit] = None,
+    simulator_note: str = "",
+) -> Evaluation:
+    """`evaluate` with the passes run by `run` (in memory, or the Beam pipeline).
+
+    `run(ClassicPasses)` returns both passes' sums; a ValueError it raises
+    (no examples, an unreadable split) becomes a refusal.
     """
     check_inputs(settings, reward_range)
     metadata = candidate.metadata
@@ -143,76 +229,34 @@ def evaluate(
     simulator = _simulator_values(bandit, metadata.observation_dim, metadata.num_actions)
     if bandit is None:
         simulator["unavailable"] = simulator_note or "no simulator configured"
-
-    def refusal(reason: str, rows: int = 0) -> Evaluation:
-        return refused(reason, settings, reward_range, rows, simulator, notes)
-
+    passes = ClassicPasses(candidate, baseline, settings, reward_range)
     try:
-        columns = read_columns(metadata.observation_dim)
-    except ValueError as e:
-        return refusal(f"the evaluation data could not be read: {e}")
-    try:
-        data = ope.validate_logged_data(
-            columns.actions,
-            columns.rewards,
-            columns.propensities,
-            metadata.num_actions,
-            reward_range,
-        )
-        _check_observations(columns.observations, metadata.observation_dim)
+        first, second = run(passes)
     except ope.OPEInputError as e:
-        return refusal(f"the evaluation data is invalid: {e}", len(columns))
-    logging_value = float(data.rewards.mean())
-    predictions = reward_model.cross_fitted_predictions(
-        columns.observations,
-        data.actions,
-        data.rewards,
-        metadata.num_actions,
-        settings.reward_model_folds,
-        settings.ridge,
-        settings.seed,
-    )
-
-    def report(policy: SavedPolicy) -> PolicyReport:
-        pi = policy.probabilities(
-            columns.observations, settings.policy_samples, np.random.default_rng(settings.seed)
+        return refused(
+            f"the evaluation data is invalid: {e}", settings, reward_range, 0, simulator, notes
         )
-        estimates = ope.off_policy_estimates(
-            pi, data, predictions, settings.bootstrap_samples, settings.confidence, settings.seed
+    except ValueError as e:
+        return refused(
+            f"the evaluation data could not be read: {e}",
+            settings, reward_range, 0, simulator, notes,
         )
-        return PolicyReport(
-            policy.policy_dir,
-            policy.metadata.agent,
-            estimates,
-            _true_value(bandit, policy, settings.policy_samples, settings.seed),
-        )
-
-    candidate_report = report(candidate)
-    baseline_report = report(baseline) if baseline is not None else None
-    decision = blessing.decide(
-        settings.blessing_rule,
-        candidate_report.estimates,
-        baseline_report.estimates if baseline_report else None,
-        logging_value,
-    )
-    return Evaluation(
-        decision, settings, reward_range, len(data), logging_value, candidate_report,
-        baseline_report,
-        simulator, tuple(notes),
+    true_values = {}
+    if second is not None:
+        true_values = {
+            role: _true_value(bandit, policy, settings.policy_samples, settings.seed)
+            for role, policy in passes.policies.items()
+        }
+    return conclude(
+        first, second, passes.policies, true_values, settings, reward_range, simulator, notes
     )
 
 
-def _check_observations(observations: np.ndarray, observation_dim: int) -> None:
+def _check_observation_shape(observations: np.ndarray, observation_dim: int) -> None:
     x = np.asarray(observations)
     if x.ndim != 2 or x.shape[1] != observation_dim:
         raise ope.OPEInputError(
             f"observations must have shape [N, {observation_dim}], got {x.shape}"
-        )
-    bad = ~np.all(np.isfinite(x), axis=1)
-    if bad.any():
-        raise ope.OPEInputError(
-            f"{int(bad.sum())} of {len(x)} logged rows have observations missing or not finite "
-            f"(first: row {int(np.flatnonzero(bad)[0])})"
         )
 
 

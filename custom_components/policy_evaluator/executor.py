@@ -1,8 +1,8 @@
-"""Reads artifacts, runs `evaluation.evaluate`, writes the blessing and the evaluation."""
+"""Reads artifacts, evaluates in a Beam pipeline, writes the blessing and the evaluation."""
 
 import dataclasses
 import os
-from typing import Any, Callable, Dict, List, Optional, Tuple, TypeVar
+from typing import Any, Dict, List, Optional, Tuple
 
 import tensorflow as tf
 from absl import logging
@@ -12,15 +12,17 @@ from tfx.components.evaluator import executor as tfx_evaluator_executor
 from tfx.types import artifact_utils
 from tfx.utils import io_utils, path_utils
 
-from bandit_core import logged_examples
 from bandit_core.policy_evaluation_file import write_policy_evaluation
 from bandit_core.policy_metadata import PER_ARM, read_policy_metadata
 from custom_components.policy_evaluator import (
+    beam_evaluation,
     evaluation,
     evaluation_summaries,
     experiment_record,
+    ope_sums,
 )
-from custom_components.policy_evaluator.per_arm_evaluation import evaluate_per_arm
+from custom_components.policy_evaluator.evaluation_passes import FirstPass, Passes
+from custom_components.policy_evaluator.per_arm_evaluation import evaluate_per_arm_passes
 from custom_components.policy_evaluator.per_arm_target_policy import PerArmSavedPolicy
 from custom_components.policy_evaluator.settings import EvaluatorSettings
 from custom_components.policy_evaluator.target_policy import SavedPolicy
@@ -30,7 +32,8 @@ from simulation.movielens_data import MovieLensDataError
 from simulation.movielens_environment import MovieLensBandit
 from simulation.movielens_per_arm import MovieLensPerArmBandit
 
-T = TypeVar("T")
+# A scratch directory in the evaluation artifact for the Beam pipeline's summed results.
+_BEAM_RESULT_DIR = "beam_sums"
 
 
 def settings_from_exec_properties(exec_properties: Dict[str, Any]) -> EvaluatorSettings:
@@ -75,7 +78,9 @@ class Executor(tfx_evaluator_executor.Executor):
     names only for such subclasses, and the compiled latest-blessed-model
     resolver looks the blessed Model up by that name. Without the names every
     Vertex run finds no baseline. `Do` is entirely this component's; nothing of
-    TFMA runs.
+    TFMA runs. The evaluation is a Beam pipeline (`beam_evaluation`) built with
+    the pipeline's `beam_pipeline_args`, so on Dataflow no machine holds the
+    split; its sums give the same numbers as `evaluation.evaluate` in memory.
     """
 
     def Do(
@@ -92,21 +97,32 @@ class Executor(tfx_evaluator_executor.Executor):
         baseline_dir = None
         if baseline_model is not None:
             baseline_dir = path_utils.serving_model_path(baseline_model.uri)
-        if read_policy_metadata(candidate_dir).problem == PER_ARM:
-            result = _evaluate_per_arm(
-                examples, candidate_dir, baseline_dir, settings, exec_properties
-            )
-        else:
-            result = _evaluate_classic(
-                examples, candidate_dir, baseline_dir, settings, exec_properties
-            )
+        evaluation_artifact = artifact_utils.get_single_instance(output_dict["evaluation"])
+        # The pipeline's summed results pass through here, then the directory goes.
+        result_dir = os.path.join(evaluation_artifact.uri, _BEAM_RESULT_DIR)
+
+        def run(passes: Passes) -> Tuple[FirstPass, Optional[ope_sums.Sums]]:
+            split_dir = artifact_utils.get_split_uri([examples], exec_properties["split"])
+            try:
+                return beam_evaluation.run(
+                    self._make_beam_pipeline(), split_dir, passes, result_dir
+                )
+            finally:
+                if tf.io.gfile.exists(result_dir):
+                    tf.io.gfile.rmtree(result_dir)
+
+        evaluate = (
+            _evaluate_per_arm
+            if read_policy_metadata(candidate_dir).problem == PER_ARM
+            else _evaluate_classic
+        )
+        result = evaluate(run, candidate_dir, baseline_dir, settings, exec_properties)
         _write_blessing(
             artifact_utils.get_single_instance(output_dict["blessing"]),
             result,
             model,
             baseline_model,
         )
-        evaluation_artifact = artifact_utils.get_single_instance(output_dict["evaluation"])
         _write_evaluation(evaluation_artifact, result)
         logging.info("PolicyEvaluator: %s", result.decision.reason)
         experiment_record.record_evaluation(
@@ -115,7 +131,7 @@ class Executor(tfx_evaluator_executor.Executor):
 
 
 def _evaluate_classic(
-    examples: types.Artifact,
+    run: evaluation.Run,
     candidate_dir: str,
     baseline_dir: Optional[str],
     settings: EvaluatorSettings,
@@ -126,19 +142,12 @@ def _evaluate_classic(
     if baseline_dir is not None and read_policy_metadata(baseline_dir).problem != PER_ARM:
         baseline = SavedPolicy(baseline_dir)
     bandit, simulator_note = load_simulator(
-            exec_properties.get("movielens_dir") if settings.use_simulator else None,
-            candidate.metadata.observation_dim,
-            candidate.metadata.num_actions,
-        )
-    def read_columns(observation_dim: int) -> logged_examples.LoggedColumns:
-        return _parse_split(
-            examples,
-            exec_properties["split"],
-            lambda uri: logged_examples.read_split(uri, observation_dim, allow_missing=True),
-        )
-
-    return evaluation.evaluate(
-        read_columns,
+        exec_properties.get("movielens_dir") if settings.use_simulator else None,
+        candidate.metadata.observation_dim,
+        candidate.metadata.num_actions,
+    )
+    return evaluation.evaluate_classic(
+        run,
         candidate,
         baseline,
         settings,
@@ -149,7 +158,7 @@ def _evaluate_classic(
 
 
 def _evaluate_per_arm(
-    examples: types.Artifact,
+    run: evaluation.Run,
     candidate_dir: str,
     baseline_dir: Optional[str],
     settings: EvaluatorSettings,
@@ -163,19 +172,8 @@ def _evaluate_per_arm(
         exec_properties.get("movielens_dir") if settings.use_simulator else None,
         exec_properties.get("rank_k") or 0,
     )
-    metadata = candidate.metadata
-
-    def read_columns() -> logged_examples.PerArmColumns:
-        return _parse_split(
-            examples,
-            exec_properties["split"],
-            lambda uri: logged_examples.read_per_arm_split(
-                uri, metadata.global_dim, metadata.arm_dim, metadata.num_candidates
-            ),
-        )
-
-    return evaluate_per_arm(
-        read_columns,
+    return evaluate_per_arm_passes(
+        run,
         candidate,
         baseline,
         settings,
@@ -183,14 +181,6 @@ def _evaluate_per_arm(
         bandit=bandit,
         simulator_note=simulator_note,
     )
-
-
-def _parse_split(examples: types.Artifact, split: str, parse: Callable[[str], T]) -> T:
-    """`parse(split directory)`, with TensorFlow's parse errors as ValueErrors naming the split."""
-    try:
-        return parse(artifact_utils.get_split_uri([examples], split))
-    except tf.errors.OpError as e:
-        raise ValueError(f"split {split!r} could not be parsed: {e.message}") from e
 
 
 def _write_blessing(

@@ -12,17 +12,22 @@ reward model q(x_n, a), with importance weight w_n = pi(a_n | x_n) / p_n:
 IPS and DR are unbiased when every action pi can take has p > 0; DR is also
 unbiased when q is right, whatever the propensities' variance, which is why it
 decides blessing by default. Confidence intervals are percentile bootstrap
-intervals over rows, with the reward model held fixed.
+intervals over rows, with the reward model held fixed: `off_policy_estimates`
+resamples rows of arrays in memory (the multinomial bootstrap); the
+evaluator's pipeline adds up Poisson-bootstrap sums instead (`ope_sums`).
 
 Pure NumPy. Every input is validated first, and bad data (zero, missing or
 above-one propensities, non-finite or out-of-range rewards, no rows) raises
-OPEInputError with a message that names the column and the number of rows.
+OPEInputError with a message that names the column and the number of rows
+(`logged_row_problems` counts the same problems batch by batch).
 """
 
 import dataclasses
-from typing import Dict, Optional, Tuple
+from typing import Dict, Optional, Tuple, Union
 
 import numpy as np
+
+from custom_components.policy_evaluator.problem_counts import Problem, ProblemCounts, problem
 
 ESTIMATORS = ("ips", "snips", "dm", "dr")
 # Rows of target probabilities must sum to 1 within this.
@@ -74,9 +79,7 @@ def validate_logged_data(
     """Checks the logged columns and returns them as float64/int64 arrays.
 
     Raises:
-      OPEInputError: no rows; mismatched shapes; actions outside [0, K);
-        propensities missing (NaN), <= 0 or > 1; rewards missing, infinite or
-        outside `reward_range`.
+      OPEInputError: no rows; mismatched shapes; any of `logged_row_problems`.
     """
     a = np.asarray(actions)
     r = np.asarray(rewards, dtype=np.float64)
@@ -90,29 +93,43 @@ def validate_logged_data(
         raise OPEInputError("the evaluation data holds no rows; nothing to estimate a value from")
     if not np.issubdtype(a.dtype, np.integer):
         raise OPEInputError(f"actions must be integers, got dtype {a.dtype}")
-    _reject(
-        (a < 0) | (a >= num_actions),
-        f"actions missing or outside [0, {num_actions})",
-    )
-    _reject(np.isnan(p), "propensities missing (NaN)")
-    _reject(
-        p <= 0.0,
-        "propensities <= 0: the logging policy must give every logged action a positive "
-        "probability, or importance weights are infinite",
-    )
-    _reject(p > 1.0, "propensities > 1, which is not a probability")
-    _reject(~np.isfinite(r), "rewards missing or not finite")
-    if reward_range is not None:
-        low, high = reward_range
-        _reject((r < low) | (r > high), f"rewards outside [{low}, {high}]")
+    found = ProblemCounts(len(a), logged_row_problems(a, r, p, num_actions, reward_range))
+    if found.found:
+        raise OPEInputError(found.message())
     return LoggedData(a.astype(np.int64), r, p, int(num_actions))
 
 
-def _reject(bad: np.ndarray, what: str) -> None:
-    count = int(np.count_nonzero(bad))
-    if count:
-        first = int(np.flatnonzero(bad)[0])
-        raise OPEInputError(f"{count} of {bad.size} logged rows have {what} (first: row {first})")
+def logged_row_problems(
+    actions: np.ndarray,
+    rewards: np.ndarray,
+    propensities: np.ndarray,
+    num_actions: int,
+    reward_range: Optional[Tuple[float, float]] = None,
+) -> Tuple[Problem, ...]:
+    """The logged columns' checks, each with its offending rows.
+
+    Actions outside [0, K) (a missing one reads as -1); propensities missing
+    (NaN), <= 0 or > 1; rewards missing, infinite or outside `reward_range`.
+    """
+    a = np.asarray(actions)
+    r = np.asarray(rewards, dtype=np.float64)
+    p = np.asarray(propensities, dtype=np.float64)
+    checks = [
+        problem(f"actions missing or outside [0, {num_actions})", (a < 0) | (a >= num_actions), a),
+        problem("propensities missing (NaN)", np.isnan(p)),
+        problem(
+            "propensities <= 0: the logging policy must give every logged action a positive "
+            "probability, or importance weights are infinite",
+            p <= 0.0,
+            p,
+        ),
+        problem("propensities > 1, which is not a probability", p > 1.0, p),
+        problem("rewards missing or not finite", ~np.isfinite(r)),
+    ]
+    if reward_range is not None:
+        low, high = reward_range
+        checks.append(problem(f"rewards outside [{low}, {high}]", (r < low) | (r > high), r))
+    return tuple(checks)
 
 
 def _check_per_action(name: str, values: np.ndarray, data: LoggedData) -> np.ndarray:
@@ -161,8 +178,13 @@ def per_row_terms(
     }
 
 
-def _estimates_from_sums(sums: Dict[str, np.ndarray], n: int) -> Dict[str, np.ndarray]:
-    """Estimators from column sums of the per-row terms (any leading shape)."""
+def estimates_from_sums(
+    sums: Dict[str, np.ndarray], n: Union[int, np.ndarray]
+) -> Dict[str, np.ndarray]:
+    """Estimators from column sums of the per-row terms (any leading shape).
+
+    `n` is the number of rows, or each bootstrap replicate's total weight.
+    """
     with np.errstate(divide="ignore", invalid="ignore"):
         snips = np.where(sums["weight"] > 0.0, sums["ips"] / sums["weight"], np.nan)
     return {
@@ -183,7 +205,7 @@ def snips(target_probabilities: np.ndarray, data: LoggedData) -> float:
     """Self-normalised IPS: sum w_n r_n / sum w_n; NaN when no weight is positive."""
     terms = per_row_terms(target_probabilities, data, np.zeros((len(data), data.num_actions)))
     sums = {name: terms[name].sum() for name in terms}
-    return float(_estimates_from_sums(sums, len(data))["snips"])
+    return float(estimates_from_sums(sums, len(data))["snips"])
 
 
 def direct_method(
@@ -208,7 +230,7 @@ def off_policy_estimates(
     confidence: float = 0.95,
     seed: int = 0,
 ) -> Dict[str, Estimate]:
-    """IPS, SNIPS, DM and DR with percentile bootstrap intervals.
+    """IPS, SNIPS, DM and DR of rows held in memory, with multinomial bootstrap intervals.
 
     Each bootstrap replicate resamples the N rows with replacement (the same
     resamples for every estimator) and recomputes the estimators; the interval
@@ -230,7 +252,7 @@ def off_policy_estimates(
         raise ValueError(f"confidence must be in (0, 1), got {confidence}")
     terms = per_row_terms(target_probabilities, data, reward_predictions)
     n = len(data)
-    point = _estimates_from_sums({name: t.sum() for name, t in terms.items()}, n)
+    point = estimates_from_sums({name: t.sum() for name, t in terms.items()}, n)
     stacked = np.stack([terms[name] for name in terms])
     rng = np.random.default_rng(seed)
     replicates = []
@@ -239,14 +261,22 @@ def off_policy_estimates(
         size = min(chunk, num_bootstrap - start)
         rows = rng.integers(0, n, size=(size, n))
         sums = stacked[:, rows].sum(axis=2)
-        replicates.append(_estimates_from_sums(dict(zip(terms, sums)), n))
+        replicates.append(estimates_from_sums(dict(zip(terms, sums)), n))
+    return {
+        name: percentile_estimate(
+            float(point[name]), np.concatenate([r[name] for r in replicates]), confidence
+        )
+        for name in ESTIMATORS
+    }
+
+
+def percentile_estimate(point: float, replicates: np.ndarray, confidence: float) -> Estimate:
+    """The point estimate with the central `confidence` mass of its bootstrap replicates.
+
+    NaN bounds when the point or any replicate is undefined (e.g. SNIPS without overlap).
+    """
+    if np.isnan(point) or np.isnan(replicates).any():
+        return Estimate(point, float("nan"), float("nan"))
     tail = 50.0 * (1.0 - confidence)
-    estimates = {}
-    for name in ESTIMATORS:
-        values = np.concatenate([r[name] for r in replicates])
-        if np.isnan(point[name]) or np.isnan(values).any():
-            lower = upper = float("nan")
-        else:
-            lower, upper = np.percentile(values, [tail, 100.0 - tail])
-        estimates[name] = Estimate(float(point[name]), float(lower), float(upper))
-    return estimates
+    lower, upper = np.percentile(replicates, [tail, 100.0 - tail])
+    return Estimate(point, float(lower), float(upper))

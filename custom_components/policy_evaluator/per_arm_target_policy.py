@@ -15,7 +15,7 @@ does. Choice probabilities:
 """
 
 import os
-from typing import Callable, Optional
+from typing import Any, Callable, Dict, Optional
 
 import numpy as np
 import tensorflow as tf
@@ -34,6 +34,7 @@ from bandit_core.saved_policy import (
     per_arm_policy_actions,
     read_model_variables,
 )
+from custom_components.policy_evaluator import row_hashing
 
 # Candidates scored at once: rounds are taken in blocks of about this many, so the
 # [rounds, C, d] inputs stay small whatever C is.
@@ -74,9 +75,12 @@ def linear_policy_probabilities(
 ) -> Policy:
     """A per-arm linear policy's choices from its model (A, b), in NumPy.
 
-    Thompson sampling's draws share one posterior mean and spread per block.
+    Thompson sampling's draws for a round are hashed from the round's content
+    (user and candidate features) and a seed taken from `rng`, so a round's
+    pi is a pure function of (rng's seed, the round) in any batch, on any worker.
     """
     sampled = agent in _SAMPLED_AGENTS and alpha > 0.0
+    noise_seed = int(rng.integers(2**63))
 
     def probabilities(global_features: np.ndarray, arms: np.ndarray, draws: int) -> np.ndarray:
         contexts = per_arm_features.linear_contexts(agent, global_features, arms)
@@ -88,7 +92,9 @@ def linear_policy_probabilities(
         mean, std = per_arm_linear_policy.mean_and_std(
             cov_matrix, data_vector, tikhonov_weight, contexts
         )
-        noise = rng.standard_normal((draws,) + mean.shape)
+        keys = row_hashing.row_keys([global_features, arms])
+        noise = row_hashing.standard_normals(keys, noise_seed, draws * mean.shape[1])
+        noise = noise.reshape(mean.shape[0], draws, mean.shape[1]).transpose(1, 0, 2)
         return one_hot_average(np.argmax(mean + alpha * std * noise, axis=2), arms.shape[1])
 
     return probabilities
@@ -117,6 +123,10 @@ class PerArmSavedPolicy:
             raise ValueError(f"{policy_dir}: problem {self.metadata.problem!r} is not {PER_ARM!r}")
         self._catalogue: Optional[ItemCatalogue] = None
         self._policy: Optional[Policy] = None
+
+    def __getstate__(self) -> Dict[str, Any]:
+        """Pickles without what it loaded: a Beam worker loads its own on first use."""
+        return {**self.__dict__, "_catalogue": None, "_policy": None}
 
     @property
     def catalogue(self) -> ItemCatalogue:
@@ -161,7 +171,8 @@ class PerArmSavedPolicy:
     ) -> np.ndarray:
         """[N, dg] users and [N, C] candidate movie ids -> [N, C] pi.
 
-        `rng` draws Thompson sampling's scores (seeded 0 when None).
+        `rng` seeds Thompson sampling's draws (seeded 0 when None; see
+        `linear_policy_probabilities`).
 
         Raises:
           UnknownItemsError: a candidate is not in the policy's catalogue.

@@ -12,8 +12,13 @@ other folds, so q(x_n, .) never saw r_n. Why not the alternatives:
 
 The ridge is the linear agents' model, with a constant feature for the
 intercept; its per-arm sums come from `arm_statistics`, and since they are
-additive each fold's fit is the split's sums minus the fold's.
+additive each fold's fit is the split's sums minus the fold's: the sums of
+every batch add up (`FoldStatistics`), so no step holds the split's rows.
+Which fold a row is in is the caller's (the evaluator derives it from the
+row's key, so any worker puts a row in the same fold).
 """
+
+import dataclasses
 
 import numpy as np
 
@@ -34,48 +39,85 @@ def ridge_coefficients(
     return np.linalg.solve(cov_matrices + ridge * np.eye(d), data_vectors[..., None])[..., 0]
 
 
+@dataclasses.dataclass(frozen=True)
+class FoldStatistics:
+    """Per fold and arm, the ridge sums over rows with an intercept feature.
+
+    Attributes:
+      cov_matrices: [F, K, d + 1, d + 1] sum z z^T.
+      data_vectors: [F, K, d + 1] sum r z.
+    """
+
+    cov_matrices: np.ndarray
+    data_vectors: np.ndarray
+
+    def __add__(self, other: "FoldStatistics") -> "FoldStatistics":
+        return FoldStatistics(
+            self.cov_matrices + other.cov_matrices, self.data_vectors + other.data_vectors
+        )
+
+
+def fold_statistics(
+    observations: np.ndarray,
+    actions: np.ndarray,
+    rewards: np.ndarray,
+    num_actions: int,
+    folds: np.ndarray,
+    num_folds: int,
+) -> FoldStatistics:
+    """The additive sums of some rows, each in its fold in [0, num_folds)."""
+    z = with_intercept(observations)
+    a = np.asarray(actions)
+    r = np.asarray(rewards, dtype=np.float64)
+    per_fold = [
+        arm_statistics(z[folds == fold], a[folds == fold], r[folds == fold], num_actions)
+        for fold in range(num_folds)
+    ]
+    return FoldStatistics(
+        np.stack([s.cov_matrices for s in per_fold]), np.stack([s.data_vectors for s in per_fold])
+    )
+
+
+def fold_coefficients(statistics: FoldStatistics, ridge: float) -> np.ndarray:
+    """[F, K, d + 1] each fold's per-arm ridge fitted on every other fold's rows."""
+    if ridge <= 0.0:
+        raise ValueError(f"ridge must be > 0, got {ridge}")
+    cov, data = statistics.cov_matrices, statistics.data_vectors
+    return ridge_coefficients(cov.sum(axis=0) - cov, data.sum(axis=0) - data, ridge)
+
+
+def predictions(
+    observations: np.ndarray, folds: np.ndarray, coefficients: np.ndarray
+) -> np.ndarray:
+    """[N, K] q(x_n, a) from the model of row n's fold (`fold_coefficients`)."""
+    z = with_intercept(observations)
+    return np.einsum("nd,nkd->nk", z, coefficients[folds])
+
+
 def cross_fitted_predictions(
     observations: np.ndarray,
     actions: np.ndarray,
     rewards: np.ndarray,
     num_actions: int,
+    folds: np.ndarray,
     num_folds: int = 5,
     ridge: float = 1.0,
-    seed: int = 0,
 ) -> np.ndarray:
-    """Out-of-fold predicted reward of every action for every row.
+    """Out-of-fold predicted reward of every action for every row held in memory.
 
     Args:
       observations: [N, d] contexts.
       actions: [N] logged actions in [0, num_actions).
       rewards: [N] logged rewards.
       num_actions: K.
-      num_folds: >= 2 folds, assigned by a seeded random permutation.
+      folds: [N] each row's fold in [0, num_folds), e.g. `row_hashing.folds`.
+      num_folds: >= 2.
       ridge: L2 penalty of every arm's regression (intercept included).
-      seed: seeds the fold assignment.
 
     Returns:
       [N, K] q(x_n, a) from models that did not see row n.
     """
     if num_folds < 2:
         raise ValueError(f"num_folds must be >= 2 for cross-fitting, got {num_folds}")
-    if ridge <= 0.0:
-        raise ValueError(f"ridge must be > 0, got {ridge}")
-    z = with_intercept(observations)
-    a = np.asarray(actions)
-    r = np.asarray(rewards, dtype=np.float64)
-    folds = np.random.default_rng(seed).permutation(len(a)) % num_folds
-    total = arm_statistics(z, a, r, num_actions)
-    predictions = np.empty((len(a), num_actions))
-    for fold in range(num_folds):
-        rows = folds == fold
-        if not rows.any():
-            continue
-        held_out = arm_statistics(z[rows], a[rows], r[rows], num_actions)
-        theta = ridge_coefficients(
-            total.cov_matrices - held_out.cov_matrices,
-            total.data_vectors - held_out.data_vectors,
-            ridge,
-        )
-        predictions[rows] = z[rows] @ theta.T
-    return predictions
+    statistics = fold_statistics(observations, actions, rewards, num_actions, folds, num_folds)
+    return predictions(observations, folds, fold_coefficients(statistics, ridge))

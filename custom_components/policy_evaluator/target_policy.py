@@ -13,7 +13,7 @@ one conjugate-gradient solve per arm per call, far too slow for many LinTS
 draws over every evaluation row. Neural agents run their SavedModel's `action`.
 """
 
-from typing import Optional
+from typing import Any, Dict, Optional
 
 import numpy as np
 import tensorflow as tf
@@ -22,8 +22,11 @@ import tensorflow_probability  # noqa: F401 - registers the TypeSpecs a saved po
 from bandit_core import agent_names, linear_policy
 from bandit_core.policy_metadata import PolicyMetadata, read_policy_metadata
 from bandit_core.saved_policy import load_saved_policy, policy_actions
+from custom_components.policy_evaluator import row_hashing
 
 _BATCH = 8192
+# Sampled scores built at once, in floats: LinTS's draws are taken a block of rows at a time.
+_NOISE_FLOATS = 1 << 20
 
 
 def one_hot(actions: np.ndarray, num_actions: int) -> np.ndarray:
@@ -76,6 +79,10 @@ class SavedPolicy:
         self._loaded: Optional[tf.Module] = None
         self._linear: Optional[linear_policy.LinearArmState] = None
 
+    def __getstate__(self) -> Dict[str, Any]:
+        """Pickles without the loaded model: a Beam worker loads its own on first use."""
+        return {**self.__dict__, "_loaded": None, "_linear": None}
+
     @property
     def saved_model(self) -> tf.Module:
         if self._loaded is None:
@@ -90,6 +97,11 @@ class SavedPolicy:
         """[N, d] -> [N, K] pi(a | x); stochastic policies average `samples` draws.
 
         Observations are rounded to float32 first, as the SavedModel's input is.
+        LinTS's draws for a context are hashed from its content and a seed
+        taken from `rng` (seeded 0 when None), so its pi is a pure function of
+        (rng's seed, x) whatever rows it is scored with; a neural policy that
+        explores samples inside its SavedModel, so its pi agrees across calls
+        only in distribution.
         """
         x = np.asarray(observations, dtype=np.float32)
         metadata = self.metadata
@@ -103,9 +115,27 @@ class SavedPolicy:
         means, stds = linear_policy.mean_and_std(self._linear, metadata.tikhonov_weight, x)
         if metadata.agent == agent_names.LINUCB:
             return one_hot(np.argmax(means + metadata.alpha * stds, axis=1), metadata.num_actions)
-        rng = rng or np.random.default_rng(0)
-        total = np.zeros_like(means)
-        for _ in range(samples):
-            sampled = means + metadata.alpha * stds * rng.standard_normal(means.shape)
-            total[np.arange(len(x)), np.argmax(sampled, axis=1)] += 1.0
-        return total / samples
+        noise_seed = int((rng or np.random.default_rng(0)).integers(2**63))
+        return _sampled_probabilities(means, metadata.alpha * stds, samples, x, noise_seed)
+
+
+def _sampled_probabilities(
+    means: np.ndarray, scales: np.ndarray, samples: int, contexts: np.ndarray, noise_seed: int
+) -> np.ndarray:
+    """[N, K] the share of `samples` draws of means + scales * noise in which each arm wins.
+
+    Row n's noise is hashed from (noise_seed, the content of contexts[n]), so
+    a context gets the same pi in any batch and on any worker.
+    """
+    keys = row_hashing.row_keys([contexts])
+    n, k = means.shape
+    pi = np.empty((n, k))
+    rows_per_block = max(1, _NOISE_FLOATS // (samples * k))
+    for start in range(0, n, rows_per_block):
+        block = slice(start, start + rows_per_block)
+        rows = len(keys[block])
+        noise = row_hashing.standard_normals(keys[block], noise_seed, samples * k)
+        draws = means[block, None, :] + scales[block, None, :] * noise.reshape(rows, samples, k)
+        winners = np.argmax(draws, axis=2)[:, :, None] == np.arange(k)
+        pi[block] = winners.sum(axis=1) / samples
+    return pi

@@ -12,6 +12,7 @@ from ml_metadata.proto import metadata_store_pb2
 from bandit_core import columns
 from bandit_core.bigquery import clients, tables
 from bandit_core.item_catalogue import CATALOGUE_DIR, ItemCatalogue
+from bandit_core.user_table import USER_TABLE_DIR, UserTable
 from bandit_core.policy_evaluation_file import EVALUATION_FILE
 from bandit_core.saved_policy import load_saved_policy, per_arm_policy_actions
 from simulation import movielens_per_arm
@@ -129,6 +130,12 @@ def test_per_arm_dag_joins_item_features_and_pushes_a_policy_with_its_catalogue(
     )
     catalogue = ItemCatalogue.load(os.path.join(summary.pushed_destination, CATALOGUE_DIR))
     assert len(catalogue) == NUM_ITEMS and catalogue.feature_version == version
+    # The users the training rows named, with the features they were logged with.
+    known = UserTable.load(os.path.join(summary.pushed_destination, USER_TABLE_DIR))
+    assert len(known) > 100 and known.user_ids.min() >= 1
+    np.testing.assert_allclose(
+        known.features, movielens_per_arm.global_features(bandit, known.user_ids), atol=1e-6
+    )
     users = np.array([1, 2, 3])
     offered = np.tile(np.arange(1, NUM_CANDIDATES + 1), (3, 1))
     slots = per_arm_policy_actions(

@@ -5,34 +5,49 @@ import pytest
 
 from custom_components.policy_evaluator import ope
 from custom_components.policy_evaluator.candidate_sets import (
-    chosen_slots,
+    candidate_set_problems,
     cross_fitted_candidate_predictions,
 )
 
 
-def test_chosen_slots_are_positions_among_the_rows_candidates():
-    candidates = np.array([[10, 20, 30], [7, 10, 5]])
-    np.testing.assert_array_equal(chosen_slots(candidates, np.array([20, 5])), [1, 2])
+def _found(candidates, chosen, slots):
+    """{problem: (rows, lowest, highest)} of the candidate-set checks that found something."""
+    problems = candidate_set_problems(np.array(candidates), np.array(chosen), np.array(slots))
+    return {p.what: (p.count, p.low, p.high) for p in problems if p.count}
+
+
+def test_consistent_candidate_sets_have_no_problems():
+    assert _found([[10, 20, 30], [7, 10, 5]], [20, 5], [1, 2]) == {}
 
 
 @pytest.mark.parametrize(
-    "candidates, chosen, message",
+    "candidates, chosen, slots, found",
     [
-        ([[10, 20, 30], [7, 10, 5]], [20, 6], "1 rows served a movie that is not among their candidates (first: row 1, movie 6)"),
-        ([[10, 20, 10], [7, 10, 5]], [20, 5], "1 rows repeat a candidate movie (first: row 0)"),
-        ([[10, 20, 30]], [20, 5], "expected candidate ids [N, C] and chosen ids [N]"),
+        (
+            [[10, 20, 30], [7, 10, 5]], [20, 6], [1, 2],
+            {"served a movie that is not among their candidates": (1, 6.0, 6.0)},
+        ),
+        (
+            [[10, 20, 10], [7, 10, 5]], [20, 5], [1, 2],
+            {"a repeated candidate movie; a candidate set holds distinct movies":
+                (1, np.inf, -np.inf)},
+        ),
+        (
+            [[10, 20, 30], [7, 10, 5]], [20, 5], [2, 2],
+            {"a position that does not hold their served movie": (1, np.inf, -np.inf)},
+        ),
     ],
 )
-def test_chosen_slots_refuse_rows_that_cannot_be_evaluated(candidates, chosen, message):
-    with pytest.raises(ope.OPEInputError) as error:
-        chosen_slots(np.array(candidates), np.array(chosen))
-    assert message in str(error.value)
+def test_candidate_set_problems_count_the_rows_that_cannot_be_evaluated(
+    candidates, chosen, slots, found
+):
+    assert _found(candidates, chosen, slots) == found
 
 
 def test_estimators_over_candidate_sets_match_a_hand_computed_case():
     # Two rows of three candidates, each logged uniformly (propensity 1/3).
-    candidates = np.array([[10, 20, 30], [7, 10, 5]])
-    slots = chosen_slots(candidates, np.array([20, 5]))
+    # Row 0 offers movies [10, 20, 30] and served 20, row 1 [7, 10, 5] and served 5.
+    slots = np.array([1, 2])
     data = ope.validate_logged_data(slots, np.array([4.0, 1.0]), np.full(2, 1 / 3), num_actions=3)
     pi = np.array([[0.0, 1.0, 0.0], [0.5, 0.5, 0.0]])
     q = np.array([[1.0, 3.0, 2.0], [2.0, 4.0, 0.0]])

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from custom_components.policy_evaluator import ope, reward_model
+from custom_components.policy_evaluator import ope, reward_model, row_hashing
 from custom_components.policy_evaluator.ope import OPEInputError, validate_logged_data
 
 # --- a three-row, two-action example worked by hand ---------------------------------------
@@ -111,7 +111,7 @@ def test_ips_and_dr_are_unbiased_over_seeds():
         data = validate_logged_data(actions, rewards, propensities, NUM_ARMS)
         pi = target[users]
         ridge = reward_model.cross_fitted_predictions(
-            contexts[users], actions, rewards, NUM_ARMS, num_folds=2, seed=seed
+            contexts[users], actions, rewards, NUM_ARMS, _folds(n, 2, seed), num_folds=2
         )
         estimates["ips"].append(ope.ips(pi, data))
         estimates["snips"].append(ope.snips(pi, data))
@@ -136,7 +136,7 @@ def test_bootstrap_intervals_cover_the_true_value():
         users, actions, rewards, propensities = _log(problem, 800, 1000 + seed)
         data = validate_logged_data(actions, rewards, propensities, NUM_ARMS)
         q = reward_model.cross_fitted_predictions(
-            contexts[users], actions, rewards, NUM_ARMS, seed=seed
+            contexts[users], actions, rewards, NUM_ARMS, _folds(800, 5, seed)
         )
         estimates = ope.off_policy_estimates(target[users], data, q, num_bootstrap=200, seed=seed)
         for name in covered:
@@ -152,7 +152,9 @@ def test_bootstrap_is_reproducible_and_narrows_with_more_rows():
     def interval(n, seed):
         users, actions, rewards, propensities = _log(problem, n, 5)
         data = validate_logged_data(actions, rewards, propensities, NUM_ARMS)
-        q = reward_model.cross_fitted_predictions(contexts[users], actions, rewards, NUM_ARMS)
+        q = reward_model.cross_fitted_predictions(
+            contexts[users], actions, rewards, NUM_ARMS, _folds(n, 5, 0)
+        )
         return ope.off_policy_estimates(target[users], data, q, num_bootstrap=300, seed=seed)
 
     first, again, other = interval(1000, 0), interval(1000, 0), interval(1000, 1)
@@ -165,15 +167,21 @@ def test_bootstrap_is_reproducible_and_narrows_with_more_rows():
 # --- the reward model ------------------------------------------------------------------------
 
 
+def _folds(n: int, num_folds: int, seed: int) -> np.ndarray:
+    """Folds of n rows as the evaluator assigns them, from the rows' keys."""
+    return row_hashing.folds(row_hashing.row_keys([np.arange(n)]), seed, num_folds)
+
+
 def test_cross_fitted_predictions_never_see_their_own_reward():
     rng = np.random.default_rng(3)
     x = rng.normal(size=(60, 2))
     a = rng.integers(0, 3, size=60)
     r = rng.normal(size=60)
-    base = reward_model.cross_fitted_predictions(x, a, r, 3, num_folds=3, seed=7)
+    folds = _folds(60, 3, 7)
+    base = reward_model.cross_fitted_predictions(x, a, r, 3, folds, num_folds=3)
     changed = r.copy()
     changed[10] += 100.0
-    moved = reward_model.cross_fitted_predictions(x, a, changed, 3, num_folds=3, seed=7)
+    moved = reward_model.cross_fitted_predictions(x, a, changed, 3, folds, num_folds=3)
     np.testing.assert_allclose(moved[10], base[10], rtol=1e-12)
     assert np.abs(moved - base).max() > 1.0
 
@@ -186,7 +194,7 @@ def test_cross_fitted_ridge_recovers_linear_rewards():
     intercept = np.array([1.0, -2.0, 0.5, 3.0])
     mean = x @ theta.T + intercept
     r = mean[np.arange(6000), a] + rng.normal(scale=0.1, size=6000)
-    q = reward_model.cross_fitted_predictions(x, a, r, 4)
+    q = reward_model.cross_fitted_predictions(x, a, r, 4, _folds(6000, 5, 0))
     assert np.abs(q - mean).max() < 0.05
 
 
@@ -194,7 +202,8 @@ def test_cross_fitted_ridge_recovers_linear_rewards():
 def test_reward_model_rejects_bad_settings(folds, ridge, match):
     with pytest.raises(ValueError, match=match):
         reward_model.cross_fitted_predictions(
-            np.zeros((4, 1)), np.zeros(4, dtype=int), np.zeros(4), 1, folds, ridge
+            np.zeros((4, 1)), np.zeros(4, dtype=int), np.zeros(4), 1, np.arange(4) % folds,
+            folds, ridge
         )
 
 
@@ -206,7 +215,7 @@ def test_reward_model_rejects_bad_settings(folds, ridge, match):
     [
         ([], [], [], None, "no rows"),
         ([0, 1], [1.0, 2.0], [0.5, 0.0], None, r"1 of 2 logged rows have propensities <= 0"),
-        ([0, 1], [1.0, 2.0], [-0.1, 0.5], None, r"propensities <= 0.*row 0"),
+        ([0, 1], [1.0, 2.0], [-0.1, 0.5], None, r"propensities <= 0.*\(observed -0.1\)"),
         ([0, 1], [1.0, 2.0], [0.5, np.nan], None, r"propensities missing"),
         ([0, 1], [1.0, 2.0], [1.5, 0.5], None, r"propensities > 1"),
         ([0, 1], [np.nan, 2.0], [0.5, 0.5], None, r"rewards missing or not finite"),
