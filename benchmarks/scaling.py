@@ -30,15 +30,15 @@ import time
 from typing import List, Optional, Set
 
 import psutil
-
 import scaling_results
 from scaling_results import RssSample, SizeRun
+from training_dag import LoadSampler, component_windows
+
 from tfx_pipeline import pipeline
 from tfx_pipeline.config import REPO_ROOT, LocalRunConfig, PipelineConfig
 from tfx_pipeline.local import runner as local_runner
 from tfx_pipeline.local.emulator import BigQueryEmulator
 from tfx_pipeline.reports import run_summary
-from training_dag import LoadSampler, component_windows
 
 SAMPLE_INTERVAL_S = 0.2
 

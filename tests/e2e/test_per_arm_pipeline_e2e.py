@@ -12,9 +12,9 @@ from ml_metadata.proto import metadata_store_pb2
 from bandit_core import columns
 from bandit_core.bigquery import clients, tables
 from bandit_core.item_catalogue import CATALOGUE_DIR, ItemCatalogue
-from bandit_core.user_table import USER_TABLE_DIR, UserTable
 from bandit_core.policy_evaluation_file import EVALUATION_FILE
 from bandit_core.saved_policy import load_saved_policy, per_arm_policy_actions
+from bandit_core.user_table import USER_TABLE_DIR, UserTable
 from simulation import movielens_per_arm
 from simulation.movielens_data import NUM_ITEMS, default_data_dir
 from tfx_pipeline import pipeline
