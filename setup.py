@@ -25,5 +25,5 @@ setuptools.setup(
         "google-cloud-bigquery-storage>=2",
         "google-cloud-aiplatform>=1.60",
     ],
-    entry_points={"console_scripts": ["mlbandits=tfx_pipeline.cli:main"]},
+    entry_points={"console_scripts": ["mlbandits=tfx_pipeline.cli:console_main"]},
 )

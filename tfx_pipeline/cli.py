@@ -10,6 +10,7 @@ import argparse  # noqa: E402
 import contextlib  # noqa: E402
 import dataclasses  # noqa: E402
 import logging  # noqa: E402
+import os  # noqa: E402
 import pathlib  # noqa: E402
 import shlex  # noqa: E402
 import subprocess  # noqa: E402
@@ -685,5 +686,23 @@ def _run_command(
     return run_pipeline_command(config, retraining=args.command == "retrain")
 
 
+def console_main() -> None:
+    """The `mlbandits` script: `main`, and after Ctrl-C an exit that waits for no thread.
+
+    By the time `main` returns the interrupted code, the server and the emulator
+    are stopped and the message is printed. A library thread the interrupt
+    caught mid-call (e.g. a BigQuery request to the emulator just stopped,
+    retrying until its deadline) would still hold the interpreter's exit,
+    which joins every non-daemon thread, so the process leaves at once.
+    """
+    code = main()
+    if code == failures.INTERRUPTED_EXIT_CODE:
+        logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    sys.exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    console_main()

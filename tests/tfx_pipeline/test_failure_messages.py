@@ -234,7 +234,12 @@ def test_ctrl_c_mid_demo_stops_everything_and_says_what_was_kept(tmp_path):
               "the initial DAG to start")
         assert demo.poll() is None, demo.communicate()
         os.killpg(demo.pid, signal.SIGINT)
-        _, err = demo.communicate(timeout=60)
+        try:
+            _, err = demo.communicate(timeout=60)
+        except subprocess.TimeoutExpired:
+            demo.kill()
+            _, err = demo.communicate()
+            pytest.fail(f"the demo was still running 60 s after Ctrl-C; its stderr ends:\n{err[-3000:]}")
     finally:
         if demo.poll() is None:
             demo.kill()
