@@ -641,6 +641,8 @@ def _run_reporting_failures(
         print(f"mlbandits: {e}", file=sys.stderr)
         return 2
     except Exception as error:  # noqa: BLE001 - every failure is reported, none is lost
+        if failures.interrupted(error):
+            raise KeyboardInterrupt from error
         if args.verbose:
             traceback.print_exc()
         elif log_path is not None:

@@ -75,6 +75,20 @@ def unexpected(error: BaseException, log_path: Optional[pathlib.Path]) -> str:
     )
 
 
+def interrupted(error: BaseException) -> bool:
+    """Whether Ctrl-C caused `error`.
+
+    Beam re-raises a KeyboardInterrupt that reaches a DoFn as
+    `RuntimeError: KeyboardInterrupt [while running '...']`, so an interrupt
+    during a Beam step (ExampleGen, StatisticsGen, the trainer, the evaluator)
+    arrives as an Exception.
+    """
+    return any(
+        isinstance(cause, KeyboardInterrupt) or str(cause).startswith("KeyboardInterrupt")
+        for cause in _causes(error)
+    )
+
+
 def _causes(error: BaseException) -> Iterator[BaseException]:
     """`error`, then what it was raised from or while handling, outermost first."""
     seen = set()

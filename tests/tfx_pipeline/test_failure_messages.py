@@ -18,12 +18,13 @@ import sys
 import threading
 import time
 
+import apache_beam as beam
 import pytest
 from ml_metadata import metadata_store
 from ml_metadata.proto import metadata_store_pb2
 
 from simulation import movielens_data
-from tfx_pipeline import cli
+from tfx_pipeline import cli, failures
 from tfx_pipeline.local import emulator
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
@@ -230,8 +231,9 @@ def test_ctrl_c_mid_demo_stops_everything_and_says_what_was_kept(tmp_path):
         start_new_session=True,
     )
     try:
-        _poll(lambda: (root / "metadata.sqlite").exists() or demo.poll() is not None, 120,
-              "the initial DAG to start")
+        # Mid-DAG, in the Beam steps after ingestion began (a Ctrl-C in Beam arrives wrapped).
+        _poll(lambda: (root / "pipeline_root" / "BigQueryExampleGen").exists()
+              or demo.poll() is not None, 120, "the initial DAG to ingest")
         assert demo.poll() is None, demo.communicate()
         os.killpg(demo.pid, signal.SIGINT)
         try:
@@ -252,3 +254,15 @@ def test_ctrl_c_mid_demo_stops_everything_and_says_what_was_kept(tmp_path):
         f"rerun `mlbandits demo --root {root}` to go on, or `rm -rf {root}` first to start clean."
     )
     _poll(lambda: not _processes_naming(str(root)), 30, "the emulator to be gone")
+
+
+def test_a_ctrl_c_inside_a_beam_step_counts_as_an_interrupt():
+    def interrupt(_):
+        raise KeyboardInterrupt
+
+    with pytest.raises(Exception) as raised:
+        with beam.Pipeline() as pipeline:
+            _ = pipeline | beam.Create([1]) | beam.Map(interrupt)
+    assert not isinstance(raised.value, KeyboardInterrupt)  # Beam wraps it
+    assert failures.interrupted(raised.value)
+    assert not failures.interrupted(RuntimeError("the emulator is down"))
