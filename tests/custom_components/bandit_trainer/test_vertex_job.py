@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from tfx import types
 from tfx.dsl.components.base import base_executor
-from tfx.extensions.google_cloud_ai_platform import constants, training_clients
+from tfx.extensions.google_cloud_ai_platform import constants
 from tfx.extensions.google_cloud_ai_platform.trainer import executor as vertex_trainer_executor
 from tfx.scripts import run_executor
 from tfx.utils import name_utils
@@ -29,6 +29,7 @@ from custom_components.bandit_trainer.vertex_job import (
     with_job_arguments,
 )
 from tests.custom_components.bandit_trainer import logged_splits
+from tests.helpers.offline_vertex_jobs import OfflineJobClient
 from tfx_pipeline.config import PipelineConfig
 from tfx_pipeline.vertex.config import TRAINING_IN_PIPELINE, TRAINING_VERTEX_JOB, VertexConfig
 from tfx_pipeline.vertex.runner import beam_pipeline_args, compile_pipeline
@@ -50,13 +51,6 @@ def _custom_config() -> Dict[str, Any]:
             },
         },
     }
-
-
-class OfflineJobClient(training_clients.VertexJobClient):
-    """TFX's Vertex job client without its API connection: it only builds the CustomJob."""
-
-    def create_client(self) -> None:
-        self._client = None
 
 
 class InProcessCustomJobs(vertex_trainer_executor.GenericExecutor):

@@ -23,7 +23,7 @@ from kfp.pipeline_spec import pipeline_spec_pb2
 from tensorflow_metadata.proto.v0 import anomalies_pb2
 from tfx import types
 from tfx.components.example_validator.executor import DEFAULT_FILE_NAME
-from tfx.extensions.google_cloud_ai_platform import constants, training_clients
+from tfx.extensions.google_cloud_ai_platform import constants
 from tfx.extensions.google_cloud_ai_platform.trainer import executor as vertex_trainer_executor
 from tfx.orchestration.kubeflow.v2.container import kubeflow_v2_run_executor
 from tfx.types import standard_artifacts
@@ -33,17 +33,11 @@ from bandit_core import columns
 from custom_components.bandit_trainer import executor
 from custom_components.bandit_trainer.settings import TrainerSettings
 from custom_components.bandit_trainer.vertex_job import VertexJobExecutor
+from tests.helpers.offline_vertex_jobs import OfflineJobClient
 from tfx_pipeline.config import REPO_ROOT
 
 DIM, ARMS, ROWS = 5, 4, 300
 STORE = "projects/my-proj/locations/us-central1/metadataStores/default/artifacts"
-
-
-class OfflineJobClient(training_clients.VertexJobClient):
-    """TFX's Vertex job client without its API connection: it only builds the CustomJob."""
-
-    def create_client(self) -> None:
-        self._client = None
 
 
 class LocalCustomJobs(vertex_trainer_executor.GenericExecutor):
