@@ -10,7 +10,7 @@ No fixture runs beside it: the load average printed next to the figures is
 the machine's own.
 
 Usage: .venv/bin/python benchmarks/per_arm_agents.py [--candidates 50] [--events 100000]
-       [--eval-rounds 20000] [--noise-sd 1.0] [--seeds 1] [--agents A,B,...]
+       [--eval-rounds 20000] [--noise-sd 1.0] [--seeds 1] [--first-seed 0] [--agents A,B,...]
        [--no-anchor] [--movielens-dir DIR]
 """
 
@@ -29,6 +29,9 @@ def main() -> None:
     parser.add_argument("--eval-rounds", type=int, default=20_000)
     parser.add_argument("--noise-sd", type=float, default=1.0)
     parser.add_argument("--seeds", type=int, default=1)
+    parser.add_argument(
+        "--first-seed", type=int, default=0, help="run seeds first-seed .. first-seed+seeds-1"
+    )
     parser.add_argument("--agents", default=",".join(per_arm_report.DEFAULT_AGENTS))
     parser.add_argument("--no-anchor", action="store_true")
     parser.add_argument("--bootstrap", type=int, default=200)
@@ -37,7 +40,7 @@ def main() -> None:
 
     fractions = collections.defaultdict(list)
     dr_errors = collections.defaultdict(list)
-    for seed in range(args.seeds):
+    for seed in range(args.first_seed, args.first_seed + args.seeds):
         results = per_arm_report.run_per_arm_agents(
             args.movielens_dir,
             num_candidates=args.candidates,

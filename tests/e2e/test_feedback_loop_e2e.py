@@ -2,7 +2,9 @@
 
 On the per-arm problem, the demo's default: the server draws the candidates,
 logs them with the served movie, and the retraining DAG joins the logs to the
-rewards and the items table.
+rewards and the items table. Checked on the shared short demo
+(`conftest.small_demo`) through what it left behind: its loop record, the
+Trigger's decisions and the predictions table in its BigQuery emulator.
 """
 
 import json
@@ -11,9 +13,8 @@ import pytest
 
 from bandit_core.bigquery import clients
 from simulation.movielens_data import default_data_dir
-from tfx_pipeline.config import PipelineConfig
-from tfx_pipeline.demo_loop import feedback_loop
-from tfx_pipeline.local.emulator import BigQueryEmulator
+from tfx_pipeline.local import runner as local_runner
+from tfx_pipeline.reports import loop_report
 
 pytestmark = [
     pytest.mark.e2e,
@@ -24,26 +25,19 @@ pytestmark = [
 ]
 
 
-def test_one_round_retrains_on_the_served_logs_and_logs_every_event_once(tmp_path):
-    config = PipelineConfig().replace(
-        local={"root": str(tmp_path), "beam_workers": 1},
-        movielens={"problem": "per_arm", "num_candidates": 20},
-        trainer={"agent": "InteractionLinUCB"},
-        evaluator={"bootstrap_samples": 100, "blessing_comparison": "point_estimate"},
-        loop={
-            "rounds": 1, "initial_events": 4000, "requests_per_round": 600, "min_new_events": 500
-        },
-    ).validate()
-    with BigQueryEmulator(data_dir=tmp_path / "bigquery") as emulator:
-        result = feedback_loop.run_feedback_loop(config, emulator.endpoints)
-        client = clients.make_bigquery_client(emulator.endpoints)
-        table = f"{emulator.project}.{config.bigquery.dataset}.{config.bigquery.predictions_table}"
+def test_one_round_retrains_on_the_served_logs_and_logs_every_event_once(small_demo):
+    config = small_demo.config
+    result = loop_report.read_loop_result(config.local.root_dir / loop_report.LOOP_RESULT_FILE)
+    with local_runner.bigquery_endpoints(config) as endpoints:
+        client = clients.make_bigquery_client(endpoints)
+        table = f"{endpoints.project}.{config.bigquery.dataset}.{config.bigquery.predictions_table}"
         counts = next(iter(client.query(
             f"SELECT COUNT(*) AS n, COUNT(DISTINCT event_id) AS d, "
             f"COUNTIF(ARRAY_LENGTH(candidate_movie_ids) = 20 AND movie_id IN "
             f"UNNEST(candidate_movie_ids)) AS per_arm FROM `{table}`"
         ).result()))
 
+    assert config.trainer.agent == "InteractionLinUCB"
     first, last = result.rounds
     assert "retrained" in last.trigger and "succeeded" in last.trigger
     if "not blessed" in last.trigger:

@@ -1,13 +1,11 @@
 """`mlbandits demo` on a small loop, as a user runs it, then the walkthrough notebook on its root.
 
-One short demo serves both checks: the demo's own lines (a line per
-component with its key output, no library output: that goes to the run's
-log) and the notebook running top to bottom on the run it left behind.
+The shared short demo (`conftest.small_demo`) serves both checks: the
+demo's own lines (a line per component with its key output, no library
+output: that goes to the run's log) and the notebook running top to bottom
+on the run it left behind.
 """
 
-import contextlib
-import io
-import json
 import pathlib
 
 import nbclient
@@ -15,7 +13,7 @@ import nbformat
 import pytest
 
 from simulation.movielens_data import default_data_dir
-from tfx_pipeline import cli, console
+from tfx_pipeline import console
 
 pytestmark = [
     pytest.mark.e2e,
@@ -26,33 +24,10 @@ pytestmark = [
 ]
 
 NOTEBOOK = pathlib.Path(__file__).resolve().parents[2] / "notebooks" / "walkthrough.ipynb"
-SMALL_LOOP = {
-    "local": {"beam_workers": 1},
-    "movielens": {"num_candidates": 20},
-    "evaluator": {"bootstrap_samples": 100, "blessing_comparison": "point_estimate"},
-    "loop": {
-        "rounds": 1, "initial_events": 4000, "requests_per_round": 600, "min_new_events": 500
-    },
-}
 
 
-@pytest.fixture(scope="module")
-def demo(tmp_path_factory):
-    """(run root, what the demo printed) of a one-round per-arm demo."""
-    root = tmp_path_factory.mktemp("demo")
-    config_file = root / "small.json"
-    config_file.write_text(json.dumps(SMALL_LOOP))
-    printed = io.StringIO()
-    with contextlib.redirect_stdout(printed):
-        code = cli.main(
-            ["demo", "--problem", "per_arm", "--config", str(config_file), "--root", str(root)]
-        )
-    assert code == 0, printed.getvalue()
-    return root, printed.getvalue()
-
-
-def test_the_demo_prints_its_own_lines_and_logs_the_libraries(demo):
-    root, printed = demo
+def test_the_demo_prints_its_own_lines_and_logs_the_libraries(small_demo):
+    root, printed, _ = small_demo
     lines = printed.splitlines()
     ended = {line.split()[0]: line for line in lines if line.startswith("  ") and " s  " in line}
     assert "DR " in ended["PolicyEvaluator"] and "blessed" in ended["PolicyEvaluator"]
@@ -65,10 +40,11 @@ def test_the_demo_prints_its_own_lines_and_logs_the_libraries(demo):
     assert "absl" in (root / console.LOG_FILE_NAME).read_text()
 
 
-def test_the_walkthrough_runs_top_to_bottom_on_the_demos_run(demo, monkeypatch, tmp_path):
-    root, _ = demo
+def test_the_walkthrough_runs_top_to_bottom_on_the_demos_run(small_demo, monkeypatch, tmp_path):
+    root = small_demo.root
     monkeypatch.setenv("MLBANDITS_RUN_ROOT", str(root))
     monkeypatch.setenv("MLBANDITS_NOTEBOOK_AGENT_EVENTS", "1000")
+    monkeypatch.setenv("MLBANDITS_NOTEBOOK_AGENTS", "PerArmLinUCB,InteractionLinUCB")
     notebook = nbformat.read(NOTEBOOK, as_version=4)
     nbclient.NotebookClient(
         notebook,
