@@ -19,7 +19,6 @@ from tfx.dsl.components.base import base_executor
 from tfx.extensions.google_cloud_ai_platform import constants
 from tfx.extensions.google_cloud_ai_platform.trainer import executor as vertex_trainer_executor
 from tfx.scripts import run_executor
-from tfx.utils import name_utils
 
 from custom_components.bandit_trainer import executor
 from custom_components.bandit_trainer.settings import TrainerSettings
@@ -29,7 +28,7 @@ from custom_components.bandit_trainer.vertex_job import (
     with_job_arguments,
 )
 from tests.custom_components.bandit_trainer import logged_splits
-from tests.helpers.offline_vertex_jobs import OfflineJobClient
+from tests.helpers.offline_vertex_jobs import job_container
 from tfx_pipeline.config import PipelineConfig
 from tfx_pipeline.vertex.config import TRAINING_IN_PIPELINE, TRAINING_VERTEX_JOB, VertexConfig
 from tfx_pipeline.vertex.runner import beam_pipeline_args, compile_pipeline
@@ -62,20 +61,10 @@ class InProcessCustomJobs(vertex_trainer_executor.GenericExecutor):
         output_dict: Dict[str, List[types.Artifact]],
         exec_properties: Dict[str, Any],
     ) -> None:
-        custom_config = json.loads(exec_properties[CUSTOM_CONFIG_KEY])
-        job = OfflineJobClient("us-central1").create_training_job(
-            input_dict,
-            output_dict,
-            exec_properties,
-            name_utils.get_full_name(self._GetExecutorClass()),
-            custom_config[vertex_trainer_executor.TRAINING_ARGS_KEY],
-            None,
-            None,
-        )
-        (pool,) = job["job_spec"]["worker_pool_specs"]
-        command = pool["container_spec"]["command"]
+        container = job_container(self, input_dict, output_dict, exec_properties)
+        command = container["command"]
         assert command[:3] == ["python", "-m", "tfx.scripts.run_executor"]
-        argv = ["run_executor.py", *command[3:], *pool["container_spec"].get("args", [])]
+        argv = ["run_executor.py", *command[3:], *container.get("args", [])]
         run_executor.main(run_executor.parse_flags(argv))
 
 

@@ -33,7 +33,7 @@ from bandit_core import columns
 from custom_components.bandit_trainer import executor
 from custom_components.bandit_trainer.settings import TrainerSettings
 from custom_components.bandit_trainer.vertex_job import VertexJobExecutor
-from tests.helpers.offline_vertex_jobs import OfflineJobClient
+from tests.helpers.offline_vertex_jobs import job_container
 from tfx_pipeline.config import REPO_ROOT
 
 DIM, ARMS, ROWS = 5, 4, 300
@@ -49,18 +49,8 @@ class LocalCustomJobs(vertex_trainer_executor.GenericExecutor):
         output_dict: Dict[str, List[types.Artifact]],
         exec_properties: Dict[str, Any],
     ) -> None:
-        custom_config = json.loads(exec_properties["custom_config"])
-        job = OfflineJobClient(custom_config[constants.VERTEX_REGION_KEY]).create_training_job(
-            input_dict,
-            output_dict,
-            exec_properties,
-            name_utils.get_full_name(self._GetExecutorClass()),
-            custom_config[vertex_trainer_executor.TRAINING_ARGS_KEY],
-            None,
-            None,
-        )
-        (pool,) = job["job_spec"]["worker_pool_specs"]
-        command = pool["container_spec"]["command"]
+        container = job_container(self, input_dict, output_dict, exec_properties)
+        command = container["command"]
         assert command[0] == "python"
         done = subprocess.run(
             [sys.executable, *command[1:]], cwd=REPO_ROOT, capture_output=True, text=True
