@@ -41,7 +41,7 @@ import time
 import urllib.parse
 import urllib.request
 from pathlib import Path
-from typing import Dict, Iterator, List, Tuple
+from typing import Dict, Iterator, List, Optional, Set, Tuple
 
 import numpy as np
 
@@ -242,30 +242,38 @@ end
 """
 
 
-def run_wrk(url: str, cell: Cell, args: argparse.Namespace, work: Path) -> dict:
+def run_wrk(
+    url: str,
+    bodies: List[bytes],
+    connections: int,
+    rate: float,
+    warmup_s: float,
+    duration_s: float,
+    work: Path,
+) -> dict:
     """wrk (C, ~30 us of CPU per request) as the load generator; warm-up is a separate run.
 
-    wrk has no fixed-rate mode, so the "rate" load gives each connection a
-    uniformly random pause with mean connections / rate between requests:
-    Poisson-like arrivals at slightly under the target rate.
+    wrk has no fixed-rate mode, so a `rate` (0: closed loop) gives each
+    connection a uniformly random pause with mean connections / rate between
+    requests: Poisson-like arrivals at slightly under the target rate.
     """
     delay = ""
-    if cell.load == "rate":
-        mean_ms = max(1, round(cell.connections * 1000 / args.rate) - 1)
+    if rate:
+        mean_ms = max(1, round(connections * 1000 / rate) - 1)
         delay = f"delay = function() return math.random(0, {2 * mean_ms}) end"
-    bodies = ", ".join(f"[=[{body.decode()}]=]" for body in request_bodies(200))
-    script = work / f"wrk-{cell.load}.lua"
-    script.write_text(_WRK_SCRIPT % {"bodies": bodies, "delay": delay})
+    lua_bodies = ", ".join(f"[=[{body.decode()}]=]" for body in bodies)
+    script = work / f"wrk-{connections}-{rate:.0f}.lua"
+    script.write_text(_WRK_SCRIPT % {"bodies": lua_bodies, "delay": delay})
     results = []
-    for seconds in (args.warmup, args.duration):
+    for seconds in (warmup_s, duration_s):
         duration = f"-d{max(1, round(seconds))}s"  # wrk takes whole seconds
-        command = ["wrk", "-t1", f"-c{cell.connections}", duration, "--timeout", "60s"]
+        command = ["wrk", "-t1", f"-c{connections}", duration, "--timeout", "60s"]
         command += ["-s", str(script), url]
         output = subprocess.run(command, check=True, capture_output=True, text=True)
         results.append(json.loads(output.stdout.strip().splitlines()[-1]))
     warmup, measured = results
     # wrk stops with requests in flight: served and logged, but not counted.
-    measured["uncounted_at_most"] = 2 * cell.connections
+    measured["uncounted_at_most"] = 2 * connections
     measured.update(
         answered=warmup["completed"]
         + measured["completed"]
@@ -315,9 +323,17 @@ def free_port() -> int:
 
 @contextlib.contextmanager
 def running_server(
-    policy_dir: Path, scorer: str, work: Path, logging_env: Dict[str, str], tag: str
+    policy_dir: Path,
+    scorer: str,
+    work: Path,
+    logging_env: Dict[str, str],
+    tag: str,
+    cpus: Optional[Set[int]] = None,
 ) -> Iterator[Tuple[str, int]]:
-    """`python -m serving` in a subprocess; yields (predict URL, pid) once health says 200."""
+    """`python -m serving` in a subprocess; yields (predict URL, pid) once health says 200.
+
+    With `cpus`, the server (and every thread it starts) runs on those CPUs only.
+    """
     port = free_port()
     env = {
         **os.environ,
@@ -329,8 +345,9 @@ def running_server(
         **logging_env,
     }
     log = open(work / f"server-{tag}.log", "wb")
+    pinned = ["taskset", "-c", ",".join(map(str, sorted(cpus)))] if cpus else []
     process = subprocess.Popen(
-        [sys.executable, "-m", "serving", f"--scorer={scorer}"],
+        pinned + [sys.executable, "-m", "serving", f"--scorer={scorer}"],
         cwd=REPO,
         env=env,
         stdout=log,
@@ -375,7 +392,10 @@ def group_cpu_seconds(pgid: int) -> float:
 
 def run_loadgen(url: str, cell: Cell, args: argparse.Namespace, work: Path) -> dict:
     if args.client == "wrk":
-        return run_wrk(url, cell, args, work)
+        rate = args.rate if cell.load == "rate" else 0.0
+        return run_wrk(
+            url, request_bodies(200), cell.connections, rate, args.warmup, args.duration, work
+        )
     command = [
         sys.executable,
         __file__,

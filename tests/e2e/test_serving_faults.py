@@ -76,12 +76,12 @@ def _landed_event_ids(emulator: BigQueryEmulator, config: PipelineConfig) -> Tup
     return len(rows), {row["event_id"] for row in rows}
 
 
-def _wait_for(condition, timeout_s: float = 90.0) -> None:
+def _wait_for(condition, timeout_s: float = 90.0, interval_s: float = 0.5) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if condition():
             return
-        time.sleep(0.5)
+        time.sleep(interval_s)
     raise AssertionError("condition not met in time")
 
 
@@ -166,7 +166,7 @@ def test_memory_stays_flat_over_50_hot_reloads(tmp_path):
         for version in range(1, 52):
             if version > 1:
                 shutil.copytree(trained, base / str(version))
-            _wait_for(lambda: _served_version(url) == str(version), timeout_s=120)
+            _wait_for(lambda: _served_version(url) == str(version), timeout_s=120, interval_s=0.05)
             rss[version] = _rss_mb(server.pid)
     finally:
         server.kill()
