@@ -43,7 +43,6 @@ import asyncio
 import dataclasses
 import json
 import os
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -307,8 +306,7 @@ def main() -> None:
     if args.loadgen:
         loadgen_main(args)
         return
-    if args.client == "wrk" and shutil.which("wrk") is None:
-        parser.error("--client wrk: wrk is not installed; `apt-get install wrk` or --client python")
+    serving_latency.refuse_missing_wrk(parser, args.client)
     if args.pin_server is not None:
         others = os.sched_getaffinity(0) - {args.pin_server}
         if args.pin_server not in os.sched_getaffinity(0) or not others:

@@ -242,6 +242,12 @@ end
 """
 
 
+def refuse_missing_wrk(parser: argparse.ArgumentParser, client: str) -> None:
+    """Stops with a usage error that says how to get wrk when it is asked for but absent."""
+    if client == "wrk" and shutil.which("wrk") is None:
+        parser.error("--client wrk: wrk is not installed; `apt-get install wrk` or --client python")
+
+
 def run_wrk(
     url: str,
     bodies: List[bytes],
@@ -445,10 +451,7 @@ def main() -> None:
     if args.loadgen:
         loadgen_main(args)
         return
-    if args.client == "wrk" and shutil.which("wrk") is None:
-        parser.error(
-            "--client wrk: wrk is not installed; `apt-get install wrk`, or use --client python"
-        )
+    refuse_missing_wrk(parser, args.client)
 
     sys.path.insert(0, str(REPO))
     work = Path(tempfile.mkdtemp(prefix="serving-bench-"))
