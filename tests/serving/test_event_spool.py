@@ -74,11 +74,11 @@ def test_a_spool_at_its_cap_refuses_writes_by_name_and_recovers_when_rows_leave(
 def test_maintenance_keeps_the_wal_bounded_without_any_shipper(tmp_path):
     """About 20 KB of WAL per single-row commit stays on disk unless something checkpoints."""
     spool = EventSpool(tmp_path / "spool.sqlite")
+    for i in range(1000):
+        spool.append_predictions([{**_row(f"e{i}"), "observation": [0.5] * 20}])
+    grown = _wal_bytes(spool)
     maintenance = SpoolMaintenance(spool, checkpoint_interval_s=0.05).start()
     try:
-        for i in range(1000):
-            spool.append_predictions([{**_row(f"e{i}"), "observation": [0.5] * 20}])
-        grown = _wal_bytes(spool)
         deadline = time.monotonic() + 10
         while _wal_bytes(spool) > WAL_SIZE_LIMIT_BYTES:
             assert time.monotonic() < deadline, f"the WAL stayed at {_wal_bytes(spool)} bytes"
@@ -118,6 +118,41 @@ def test_a_checkpoint_truncates_a_wal_that_outgrew_its_bound_under_steady_writes
         writer.join()
     assert before > 2 * 1024 * 1024, "the test must grow the WAL past the bound first"
     assert after < 1024 * 1024, f"the WAL kept {after} bytes"
+    spool.close()
+
+
+def test_a_checkpoint_under_steady_writes_lets_the_wal_start_over(tmp_path):
+    """A lone PASSIVE pass never catches up with a steady writer, so the WAL never restarted
+    and only a truncation, holding writers back, could shrink it; now it restarts on its own."""
+    spool = EventSpool(tmp_path / "spool.sqlite")
+    for i in range(300):
+        spool.append_predictions([{**_row(f"e{i}"), "observation": [0.5] * 20}])
+    before = spool.wal_bytes()
+    written = []
+    stop = threading.Event()
+
+    def write_steadily() -> None:
+        while not stop.is_set():
+            spool.append_predictions([_row(f"steady-{len(written)}")])
+            written.append(1)
+
+    writer = threading.Thread(target=write_steadily)
+    writer.start()
+    try:
+        deadline = time.monotonic() + 10
+        while len(written) < 20:
+            assert time.monotonic() < deadline, "the writer did not start"
+            time.sleep(0.001)
+        spool.checkpoint(truncate_at_bytes=2**62)
+        after_checkpoint = len(written)
+        while len(written) < after_checkpoint + 20:
+            assert time.monotonic() < deadline, "the writer stopped"
+            time.sleep(0.001)
+    finally:
+        stop.set()
+        writer.join()
+    assert before > WAL_SIZE_LIMIT_BYTES, "the test must grow the WAL past the limit first"
+    assert spool.wal_bytes() <= WAL_SIZE_LIMIT_BYTES, f"the WAL kept {spool.wal_bytes()} bytes"
     spool.close()
 
 
