@@ -70,8 +70,9 @@ def request_latencies(
 def during_prune(spool: EventSpool, rate: float, prefix: str, chunk_rows: int) -> tuple:
     """(latencies, rows pruned, prune seconds) of requests sent while one prune runs."""
     pruned: List[int] = []
+    cutoff = time.time() - 3600
     prune = threading.Thread(
-        target=lambda: pruned.append(spool.prune_served(3600, chunk_rows=chunk_rows))
+        target=lambda: pruned.append(spool.prune_served(cutoff, chunk_rows=chunk_rows))
     )
     started = time.perf_counter()
     prune.start()

@@ -21,6 +21,8 @@ Vertex AI sets the AIP_* variables; everything project-specific is MLBANDITS_*:
   MLBANDITS_SEED                  unset: OS entropy (sampling of logged actions)
   MLBANDITS_SPOOL_PATH            /tmp/mlbandits/serving-spool.sqlite
   MLBANDITS_SPOOL_MAX_MB          1024 (when full, predictions answer 503 until rows leave)
+  MLBANDITS_REWARD_WINDOW_S       604800 (7 days a served event accepts its reward; the
+                                  registry keeps at most half the cap, oldest forgotten first)
   MLBANDITS_SHIP_LOGS             true; false keeps rows in the spool for a later shipper
   MLBANDITS_SHIP_METHOD           insert_all (at least once in the table) | write_api (exactly once;
                                   opt-in: stalls seen after emulator restarts)
@@ -130,6 +132,7 @@ class ContainerSettings:
     seed: Optional[int]
     spool_path: Path
     spool_max_mb: float
+    reward_window_s: float
     ship_logs: bool
     ship_method: str
     ship_settle_s: float
@@ -171,6 +174,12 @@ def settings_from_env(env: Mapping[str, str], scorer: Optional[str] = None) -> C
     spool_max_mb = _number(env, "MLBANDITS_SPOOL_MAX_MB", float, 1024.0)
     if not spool_max_mb * _MB >= 1:
         raise SettingsError(f"MLBANDITS_SPOOL_MAX_MB: must be > 0, got {spool_max_mb}")
+    reward_window_s = _number(env, "MLBANDITS_REWARD_WINDOW_S", float, 7 * 24 * 3600.0)
+    if not reward_window_s > 0:
+        raise SettingsError(
+            f"MLBANDITS_REWARD_WINDOW_S: must be > 0 (seconds a served event accepts its "
+            f"reward), got {reward_window_s}"
+        )
     ship_settle_s = _number(env, "MLBANDITS_SHIP_SETTLE_S", float, 5.0)
     if not ship_settle_s >= 0:
         raise SettingsError(f"MLBANDITS_SHIP_SETTLE_S: must be >= 0, got {ship_settle_s}")
@@ -191,6 +200,7 @@ def settings_from_env(env: Mapping[str, str], scorer: Optional[str] = None) -> C
         seed=_number(env, "MLBANDITS_SEED", int, 0) if seed else None,
         spool_path=Path(env.get("MLBANDITS_SPOOL_PATH", "/tmp/mlbandits/serving-spool.sqlite")),
         spool_max_mb=spool_max_mb,
+        reward_window_s=reward_window_s,
         ship_logs=ship_logs,
         ship_method=ship_method,
         ship_settle_s=ship_settle_s,
@@ -245,7 +255,7 @@ def build_app(settings: ContainerSettings) -> web.Application:
         single_version_name=settings.deployed_model_id,
     )
     spool = EventSpool(settings.spool_path, max_bytes=int(settings.spool_max_mb * _MB))
-    maintenance = SpoolMaintenance(spool).start()
+    maintenance = SpoolMaintenance(spool, reward_window_s=settings.reward_window_s).start()
     logger = PredictionLogger(
         spool,
         settings.endpoints,

@@ -30,6 +30,7 @@ import contextlib
 import dataclasses
 import enum
 import json
+import math
 import sqlite3
 import threading
 import time
@@ -393,18 +394,40 @@ class EventSpool:
                 "SELECT COUNT(*) FROM outbox WHERE destination = ?", (destination,)
             ).fetchone()[0]
 
-    def prune_served(self, older_than_seconds: float, chunk_rows: int = PRUNE_CHUNK_ROWS) -> int:
-        """Forgets events served more than `older_than_seconds` ago; returns how many.
+    def used_bytes(self) -> int:
+        """Bytes of the database file in use (its pages less the free ones); cheap to ask."""
+        with self._lock:
+            pages, free, size = (
+                self._conn.execute(f"PRAGMA {name}").fetchone()[0]
+                for name in ("page_count", "freelist_count", "page_size")
+            )
+        return (pages - free) * size
+
+    def served_cutoff(self, keep_newest: int) -> Optional[float]:
+        """The served time before which events must go for at most `keep_newest` to remain.
+
+        None when no more than that many are registered. Walks `keep_newest`
+        entries of the time index on a connection of its own, without the lock.
+        """
+        if keep_newest < 0:
+            raise ValueError(f"keep_newest must be >= 0, got {keep_newest}")
+        with contextlib.closing(self._connect()) as conn:
+            found = conn.execute(
+                "SELECT served_at FROM served ORDER BY served_at DESC LIMIT 1 OFFSET ?",
+                (keep_newest,),
+            ).fetchone()
+        return None if found is None else math.nextafter(found[0], math.inf)
+
+    def prune_served(self, served_before: float, chunk_rows: int = PRUNE_CHUNK_ROWS) -> int:
+        """Forgets the events served before `served_before` (a `time.time()`); returns how many.
 
         Keeps the registry bounded. Consequence: a reward for a forgotten event is
-        rejected as UNKNOWN_EVENT, so choose this longer than the reward window.
-        Deletes `chunk_rows` per transaction on a connection of its own and lets
-        waiting writers in between, so a request waits for one chunk at most,
-        never for the whole prune.
+        rejected as UNKNOWN_EVENT. Deletes `chunk_rows` per transaction on a
+        connection of its own and lets waiting writers in between, so a request
+        waits for one chunk at most, never for the whole prune.
         """
         if chunk_rows < 1:
             raise ValueError(f"chunk_rows must be positive, got {chunk_rows}")
-        cutoff = time.time() - older_than_seconds
         pruned = 0
         with contextlib.closing(self._connect()) as conn:
             while True:
@@ -412,7 +435,7 @@ class EventSpool:
                     deleted = conn.execute(
                         "DELETE FROM served WHERE event_id IN "
                         "(SELECT event_id FROM served WHERE served_at < ? LIMIT ?)",
-                        (cutoff, chunk_rows),
+                        (served_before, chunk_rows),
                     ).rowcount
                 pruned += deleted
                 if deleted < chunk_rows:

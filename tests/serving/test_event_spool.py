@@ -171,6 +171,69 @@ def test_maintenance_forgets_events_older_than_the_reward_window(tmp_path):
     spool.close()
 
 
+def _register(spool: EventSpool, served_at: list) -> None:
+    with spool._transaction() as conn:
+        conn.executemany(
+            "INSERT INTO served (event_id, served_at) VALUES (?, ?)",
+            ((f"at-{t}", t) for t in served_at),
+        )
+
+
+def test_the_served_cutoff_keeps_exactly_the_newest_events(tmp_path):
+    spool = EventSpool(tmp_path / "spool.sqlite")
+    _register(spool, [float(t) for t in range(1, 11)])
+    assert spool.served_cutoff(keep_newest=10) is None, "no more than 10 are registered"
+    assert spool.prune_served(spool.served_cutoff(keep_newest=3)) == 7
+    assert spool.record_reward("at-7.0", {"reward": 1.0}) is RewardStatus.UNKNOWN_EVENT
+    assert spool.record_reward("at-8.0", {"reward": 1.0}) is RewardStatus.ACCEPTED
+    assert spool.prune_served(spool.served_cutoff(keep_newest=0)) == 3
+    with pytest.raises(ValueError, match="keep_newest must be >= 0"):
+        spool.served_cutoff(keep_newest=-1)
+    spool.close()
+
+
+def test_used_bytes_count_the_pages_in_use_not_the_file(tmp_path):
+    spool = EventSpool(tmp_path / "spool.sqlite")
+    empty = spool.used_bytes()
+    spool.append_predictions([{**_row(f"e{i}"), "observation": [0.5] * 20} for i in range(500)])
+    full = spool.used_bytes()
+    spool.remove(record.seq for record in spool.peek(500))
+    assert empty < spool.used_bytes() < full, (empty, spool.used_bytes(), full)
+    spool.close()
+
+
+def test_a_capped_spool_forgets_its_oldest_served_events_instead_of_refusing_predictions(
+    tmp_path, caplog
+):
+    """The registry grows with rate x reward window (32 GB for 500 req/s over 7 days); once a
+    capped spool is full of it, predictions were refused even though every row was shipped."""
+
+    def serve_and_ship(spool: EventSpool, count: int, maintenance=None) -> None:
+        for i in range(count):
+            spool.append_predictions([_row(f"e{i}")])
+            spool.remove(record.seq for record in spool.peek(1))
+            if maintenance is not None and i % 200 == 199:
+                maintenance.prune()
+
+    cap = 256 * 1024
+    unmaintained = EventSpool(tmp_path / "unmaintained.sqlite", max_bytes=cap)
+    with pytest.raises(SpoolFullError):
+        serve_and_ship(unmaintained, 20_000)
+    unmaintained.close()
+
+    spool = EventSpool(tmp_path / "spool.sqlite", max_bytes=cap)
+    maintenance = SpoolMaintenance(spool)
+    assert maintenance.served_budget == cap // 2 // 128
+    serve_and_ship(spool, 20_000, maintenance)
+    maintenance.prune()
+    assert spool.record_reward("e19999", {"reward": 1.0}) is RewardStatus.ACCEPTED
+    assert spool.record_reward("e0", {"reward": 1.0}) is RewardStatus.UNKNOWN_EVENT
+    registered = spool._conn.execute("SELECT COUNT(*) FROM served").fetchone()[0]
+    assert registered <= maintenance.served_budget
+    assert any("reached its budget" in r.getMessage() for r in caplog.records), caplog.text
+    spool.close()
+
+
 def test_requests_are_answered_while_a_large_prune_runs(tmp_path):
     """Each request sees the prune part-way: it waited for a chunk, not for the whole prune."""
     old = 30_000
@@ -182,7 +245,8 @@ def test_requests_are_answered_while_a_large_prune_runs(tmp_path):
         )
     reader = sqlite3.connect(spool.path)
     pruned = []
-    prune = threading.Thread(target=lambda: pruned.append(spool.prune_served(3600, chunk_rows=500)))
+    cutoff = time.time() - 3600
+    prune = threading.Thread(target=lambda: pruned.append(spool.prune_served(cutoff, 500)))
     prune.start()
     left_after_each_request = []
     request = 0

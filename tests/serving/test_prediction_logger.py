@@ -159,7 +159,7 @@ def test_rewards_need_a_served_event_and_count_once(emulator, client, dataset, t
         logger = _logger(reopened, emulator.endpoints, dataset).start()
         assert logger.log_reward("e-0", reward) is RewardStatus.DUPLICATE
         assert logger.log_reward("e-1", reward) is RewardStatus.ACCEPTED
-        assert reopened.prune_served(older_than_seconds=-1) == 3
+        assert reopened.prune_served(served_before=math.inf) == 3
         assert logger.log_reward("e-2", reward) is RewardStatus.UNKNOWN_EVENT
         assert logger.close()
 

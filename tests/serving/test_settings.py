@@ -129,6 +129,9 @@ def test_vertex_deployed_model_id_is_read_and_absent_outside_vertex():
         ({"MLBANDITS_SPOOL_MAX_MB": "0"}, "MLBANDITS_SPOOL_MAX_MB: must be > 0"),
         ({"MLBANDITS_SPOOL_MAX_MB": "lots"}, "MLBANDITS_SPOOL_MAX_MB: expected float"),
         ({"MLBANDITS_SHIP_SETTLE_S": "-1"}, "MLBANDITS_SHIP_SETTLE_S: must be >= 0"),
+        ({"MLBANDITS_REWARD_WINDOW_S": "0"}, "MLBANDITS_REWARD_WINDOW_S: must be > 0"),
+        ({"MLBANDITS_REWARD_WINDOW_S": "nan"}, "MLBANDITS_REWARD_WINDOW_S: must be > 0"),
+        ({"MLBANDITS_REWARD_WINDOW_S": "a week"}, "MLBANDITS_REWARD_WINDOW_S: expected float"),
         ({"AIP_DEPLOYED_MODEL_ID": "model-7"}, "AIP_DEPLOYED_MODEL_ID: Vertex AI sets it"),
         ({"AIP_DEPLOYED_MODEL_ID": "²"}, "AIP_DEPLOYED_MODEL_ID: Vertex AI sets it"),
         (
@@ -194,8 +197,17 @@ def test_spool_and_shipping_settings_come_from_their_variables():
             "AIP_STORAGE_URI": "/models",
             "MLBANDITS_SPOOL_MAX_MB": "2.5",
             "MLBANDITS_SHIP_SETTLE_S": "0",
+            "MLBANDITS_REWARD_WINDOW_S": "3600",
         }
     )
-    assert (settings.spool_max_mb, settings.ship_settle_s) == (2.5, 0.0)
+    assert (settings.spool_max_mb, settings.ship_settle_s, settings.reward_window_s) == (
+        2.5,
+        0.0,
+        3600.0,
+    )
     defaults = settings_from_env({"AIP_STORAGE_URI": "/models"})
-    assert (defaults.spool_max_mb, defaults.ship_settle_s) == (1024.0, 5.0)
+    assert (defaults.spool_max_mb, defaults.ship_settle_s, defaults.reward_window_s) == (
+        1024.0,
+        5.0,
+        7 * 24 * 3600.0,
+    )
