@@ -16,7 +16,9 @@ are single-instance: `{"global_features": <the user's 20 SVD features>,
 "candidates": [distinct movie ids], "user_id": u}`. Cells:
 
   * 100 candidates, numpy: closed loop on 1 and on 32 connections, then
-    `--rate` (500) req/s on 32 connections: the p99 target's setting;
+    `--rate` (500) req/s on 32 connections: the p99 target's setting,
+    measured again on `--target-runs` - 1 fresh servers, because one run's
+    p99 varies by 2x from run to run on a shared machine;
   * 100 candidates, savedmodel: closed loop on 1 connection, the baseline;
   * 1,682 candidates (the whole catalogue), numpy, `--catalogue-rate` (100)
     req/s on 32 connections: once sending all 1,682 ids, once omitting
@@ -35,7 +37,7 @@ neighbours' CPU time; `--client wrk` costs the client's CPU far less than the
 Python client (wrk has no fixed-rate mode: see `serving_latency.run_wrk`).
 
     .venv/bin/python benchmarks/per_arm_serving.py [--logging spool] [--duration 10]
-        [--client wrk] [--pin-server 0]
+        [--client wrk] [--pin-server 0] [--target-runs 5]
 """
 
 import argparse
@@ -302,11 +304,19 @@ def main() -> None:
         metavar="CPU",
         help="run the server on this CPU alone, and the load generator and emulator on the others",
     )
+    parser.add_argument(
+        "--target-runs",
+        type=int,
+        default=1,
+        help="measure the p99 target's cell this many times; the verdict is on the median p99",
+    )
     args = parser.parse_args()
     if args.loadgen:
         loadgen_main(args)
         return
     serving_latency.refuse_missing_wrk(parser, args.client)
+    if args.target_runs < 1:
+        parser.error(f"--target-runs {args.target_runs}: measure the target at least once (1)")
     if args.pin_server is not None:
         others = os.sched_getaffinity(0) - {args.pin_server}
         if args.pin_server not in os.sched_getaffinity(0) or not others:
@@ -365,10 +375,26 @@ def main() -> None:
             (pushes[catalogue_size], "numpy", whole, "all_numpy"),
         ):
             measure(push, scorer, cells, bodies, args, work, emulator, bigquery, tag, results)
+        target_runs = [results[fast[-1]]]
+        for run in range(2, args.target_runs + 1):
+            again: Dict[Cell, dict] = {}
+            measure(
+                pushes[CANDIDATES],
+                "numpy",
+                fast[-1:],
+                bodies,
+                args,
+                work,
+                emulator,
+                bigquery,
+                f"c100_target{run}",
+                again,
+            )
+            target_runs.append(again[fast[-1]])
     finally:
         if emulator is not None:
             emulator.stop()
-    _print_summary(results, baseline, fast, whole, args)
+    _print_summary(results, baseline, fast, whole, target_runs, args)
 
 
 def _load() -> str:
@@ -390,7 +416,12 @@ def _row(cell: Cell, result: dict) -> str:
 
 
 def _print_summary(
-    results: Dict[Cell, dict], baseline: Cell, fast: List[Cell], whole: List[Cell], args
+    results: Dict[Cell, dict],
+    baseline: Cell,
+    fast: List[Cell],
+    whole: List[Cell],
+    target_runs: List[dict],
+    args,
 ) -> None:
     reference = results[baseline]
     print(
@@ -409,16 +440,23 @@ def _print_summary(
         )
     best = max(results[cell]["throughput"] for cell in fast if cell.load == "closed")
     ratio = best / reference["throughput"]
-    target = results[fast[-1]]
     print(
         f"\ntarget 1, throughput >= {THROUGHPUT_RATIO_TARGET:.0f}x the SavedModel path: "
         f"{ratio:.0f}x (best closed loop): {_verdict(ratio >= THROUGHPUT_RATIO_TARGET)}"
     )
-    on_rate = target["throughput"] >= 0.97 * args.rate
+    p99s = [run["p99_ms"] for run in target_runs]
+    on_rate = all(run["throughput"] >= 0.97 * args.rate for run in target_runs)
+    runs = ""
+    if len(target_runs) > 1:
+        runs = (
+            f" (median of {len(p99s)} runs: the first on the closed loops' server, then "
+            f"fresh servers: {', '.join(f'{p99:.2f}' for p99 in p99s)} ms)"
+        )
     print(
         f"target 2, {CANDIDATES} candidates at {args.rate:.0f} req/s, p99 <= {P99_TARGET_MS} ms: "
-        f"p99 {target['p99_ms']:.2f} ms at {target['throughput']:.0f} req/s: "
-        f"{_verdict(on_rate and target['p99_ms'] <= P99_TARGET_MS)}"
+        f"p99 {np.median(p99s):.2f} ms{runs} at "
+        f"{min(run['throughput'] for run in target_runs):.0f}+ req/s: "
+        f"{_verdict(on_rate and np.median(p99s) <= P99_TARGET_MS)}"
     )
     for cell in whole:
         result = results[cell]

@@ -41,3 +41,9 @@ def test_wrk_as_client_without_wrk_installed_says_how_to_get_it(tmp_path):
     done = _run("--client", "wrk", env={"PATH": str(tmp_path)})
     assert done.returncode == 2
     assert "wrk is not installed; `apt-get install wrk` or --client python" in done.stderr
+
+
+def test_measuring_the_target_no_times_is_refused():
+    done = _run("--target-runs", "0")
+    assert done.returncode == 2
+    assert "--target-runs 0: measure the target at least once (1)" in done.stderr
