@@ -4,6 +4,7 @@ write-stream assignments and the migration of older spool files."""
 import sqlite3
 import threading
 import time
+from typing import Iterable, Tuple
 
 import pytest
 
@@ -171,17 +172,15 @@ def test_maintenance_forgets_events_older_than_the_reward_window(tmp_path):
     spool.close()
 
 
-def _register(spool: EventSpool, served_at: list) -> None:
+def _register(spool: EventSpool, served: Iterable[Tuple[str, float]]) -> None:
+    """Registers (event id, served_at) pairs as served, without outbox rows."""
     with spool._transaction() as conn:
-        conn.executemany(
-            "INSERT INTO served (event_id, served_at) VALUES (?, ?)",
-            ((f"at-{t}", t) for t in served_at),
-        )
+        conn.executemany("INSERT INTO served (event_id, served_at) VALUES (?, ?)", served)
 
 
 def test_the_served_cutoff_keeps_exactly_the_newest_events(tmp_path):
     spool = EventSpool(tmp_path / "spool.sqlite")
-    _register(spool, [float(t) for t in range(1, 11)])
+    _register(spool, ((f"at-{t}", t) for t in map(float, range(1, 11))))
     assert spool.served_cutoff(keep_newest=10) is None, "no more than 10 are registered"
     assert spool.prune_served(spool.served_cutoff(keep_newest=3)) == 7
     assert spool.record_reward("at-7.0", {"reward": 1.0}) is RewardStatus.UNKNOWN_EVENT
@@ -238,11 +237,7 @@ def test_requests_are_answered_while_a_large_prune_runs(tmp_path):
     """Each request sees the prune part-way: it waited for a chunk, not for the whole prune."""
     old = 30_000
     spool = EventSpool(tmp_path / "spool.sqlite")
-    with spool._transaction() as conn:
-        conn.executemany(
-            "INSERT INTO served (event_id, served_at) VALUES (?, 0)",
-            ((f"old-{i}",) for i in range(old)),
-        )
+    _register(spool, ((f"old-{i}", 0.0) for i in range(old)))
     reader = sqlite3.connect(spool.path)
     pruned = []
     cutoff = time.time() - 3600
